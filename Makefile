@@ -1,0 +1,44 @@
+# refinery-mock: every target sets up what it needs on a fresh machine.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+SERVER_PORT ?= 8080
+BRIDGE_PORT ?= 8000
+CONFIG ?= fixtures/configs/bargein_flow_superagent_realtime.yaml
+PYTEST_ARGS ?=
+
+.PHONY: setup run-stack run-server test test-fast fixtures bench clean
+
+# The venv and the project with its dependencies. silero-vad goes in without
+# its dependencies: they would pull a multi-GB torch, and we only need the ONNX
+# file it ships (run with onnxruntime).
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test]'
+	$(PY) -m pip install -q --no-deps 'silero-vad>=5.1'
+	touch $@
+
+setup: $(STAMP)
+
+run-stack: setup
+	$(PY) -m bridge.stack --server-port $(SERVER_PORT) --bridge-port $(BRIDGE_PORT) --config $(CONFIG)
+
+run-server: setup
+	$(PY) -m server --port $(SERVER_PORT)
+
+# Browser tests need Debian's chromium (apt, only when missing).
+test: setup
+	bash scripts/ensure_chromium.sh
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+test-fast: setup
+	$(PY) -m pytest -m "not sdk and not browser" $(PYTEST_ARGS)
+
+fixtures: setup
+	$(PY) -m pip install -q -e '.[fixtures]'
+	$(PY) scripts/make_fixtures.py
+
+clean:
+	rm -rf $(VENV) .venv-sdk test-output out

@@ -1,0 +1,180 @@
+"""The Starlette application: HTTP routes of protocol.md section 1 and the
+realtime WebSocket route (handled in :mod:`server.realtime`)."""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route, WebSocketRoute
+
+from server import __version__
+from server.config import ConfigError, ConfigIssue, load_project_config
+from server.history import HistoryStore
+from server.projects import NAME_RE, ProjectStore, UnknownProject
+from server.realtime import RealtimeEndpoint, SessionRegistry
+
+log = logging.getLogger("refinery.app")
+
+ORGANIZATION_ID = "refinery-mock-local"
+
+
+@dataclass
+class ServerSettings:
+    """How the server runs. ``api_keys`` None accepts any non-empty key."""
+
+    data_dir: Path
+    api_keys: frozenset[str] | None = None
+    max_sessions: int = 200
+    brain: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _problem(status: int, code: str, message: str, **extra: Any) -> JSONResponse:
+    # "detail" is what most HTTP clients print; "error" mirrors the WS error shape.
+    return JSONResponse({"detail": message, "error": {"code": code, "message": message}, **extra}, status_code=status)
+
+
+def bearer_key(headers) -> str | None:
+    """The API key of an ``Authorization: Bearer`` header, if any."""
+    value = headers.get("authorization", "")
+    scheme, _, key = value.partition(" ")
+    return key.strip() if scheme.lower() == "bearer" and key.strip() else None
+
+
+def check_key(settings: ServerSettings, headers) -> str | None:
+    """None when the key is accepted, else the reason."""
+    key = bearer_key(headers)
+    if key is None:
+        return "missing API key: send 'Authorization: Bearer <key>' (any non-empty key works unless the server has an allow-list)"
+    if settings.api_keys is not None and key not in settings.api_keys:
+        return "API key refused: it is not in this server's --api-key allow-list"
+    return None
+
+
+async def _json_body(request: Request) -> dict[str, Any] | JSONResponse:
+    raw = await request.body()
+    if not raw:
+        return {}
+    try:
+        body = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        return _problem(400, "malformed_json", f"request body is not valid JSON: {exc}")
+    if not isinstance(body, dict):
+        return _problem(400, "malformed_body", "request body must be a JSON object")
+    return body
+
+
+def _issues_json(issues: list[ConfigIssue]) -> list[dict[str, str]]:
+    return [{"path": i.path, "found": i.found, "expected": i.expected, "message": i.message} for i in issues]
+
+
+def create_app(settings: ServerSettings) -> Starlette:
+    """Build the application for ``settings``."""
+    projects = ProjectStore(settings.data_dir)
+    histories = HistoryStore(settings.data_dir)
+    registry = SessionRegistry(settings.max_sessions)
+
+    def guard(request: Request) -> JSONResponse | None:
+        reason = check_key(settings, request.headers)
+        return _problem(401, "unauthorized", reason) if reason else None
+
+    async def validate_key(request: Request) -> JSONResponse:
+        if (denied := guard(request)) is not None:
+            return denied
+        return JSONResponse({"organization_id": ORGANIZATION_ID, "valid": True, "server": f"refinery-mock {__version__}"})
+
+    def _config_of(body: dict[str, Any]) -> tuple[Any, JSONResponse | None]:
+        if "config" not in body:
+            return None, _problem(422, "invalid_config", "request has no 'config' field; send the project YAML as a JSON object")
+        try:
+            loaded = load_project_config(body["config"])
+        except ConfigError as err:
+            message = "invalid project config:\n" + "\n".join(i.message for i in err.issues)
+            return None, _problem(422, "invalid_config", message, issues=_issues_json(err.issues))
+        return loaded, None
+
+    async def create_project(request: Request) -> JSONResponse:
+        if (denied := guard(request)) is not None:
+            return denied
+        body = await _json_body(request)
+        if isinstance(body, JSONResponse):
+            return body
+        name = body.get("project")
+        if not isinstance(name, str) or not NAME_RE.match(name):
+            return _problem(422, "invalid_project_name", f"project name {name!r} must match ^[A-Za-z0-9_-]+$")
+        loaded, problem = _config_of(body)
+        if problem is not None:
+            return problem
+        raw = body["config"]
+        if isinstance(raw, str):  # a YAML string: store the object the SDK would have sent
+            import yaml
+
+            raw = yaml.safe_load(raw)
+        stored = projects.create(name, raw)
+        for w in loaded.warnings:
+            log.warning("project %s v%d: %s", name, stored.version, w.message)
+        return JSONResponse(
+            {"project": name, "project_version": str(stored.version), "warnings": _issues_json(loaded.warnings)},
+            status_code=201,
+        )
+
+    async def download_project(request: Request) -> JSONResponse:
+        if (denied := guard(request)) is not None:
+            return denied
+        body = await _json_body(request)
+        if isinstance(body, JSONResponse):
+            return body
+        name = body.get("project")
+        version = body.get("project_version")
+        try:
+            stored = projects.get(str(name), None if version in (None, "") else int(version))
+        except (UnknownProject, ValueError) as exc:
+            return _problem(404, "unknown_project", str(exc))
+        # The SDK decodes this field twice: json.loads(json.loads(config)).
+        return JSONResponse({"project": stored.name, "project_version": str(stored.version), "config": json.dumps(json.dumps(stored.config))})
+
+    async def validate_config(request: Request) -> JSONResponse:
+        if (denied := guard(request)) is not None:
+            return denied
+        body = await _json_body(request)
+        if isinstance(body, JSONResponse):
+            return body
+        loaded, problem = _config_of(body)
+        if problem is not None:
+            return problem
+        return JSONResponse({"valid": True, "warnings": _issues_json(loaded.warnings)})
+
+    async def health(request: Request) -> JSONResponse:
+        return JSONResponse({"status": "ok", "version": __version__, "sessions": registry.count()})
+
+    async def list_sessions(request: Request) -> JSONResponse:
+        return JSONResponse({"sessions": registry.inspect_all()})
+
+    async def get_session(request: Request) -> JSONResponse:
+        info = registry.inspect(request.path_params["session_id"])
+        if info is None:
+            return _problem(404, "unknown_session", f"no live session {request.path_params['session_id']!r}")
+        return JSONResponse(info)
+
+    realtime = RealtimeEndpoint(settings, projects, histories, registry, check_key)
+    routes = [
+        Route("/authentication/validate", validate_key, methods=["POST"]),
+        Route("/distiller/create", create_project, methods=["POST"]),
+        Route("/distiller/download", download_project, methods=["POST"]),
+        Route("/distiller/config/validate", validate_config, methods=["POST"]),
+        Route("/health", health, methods=["GET"]),
+        Route("/sessions", list_sessions, methods=["GET"]),
+        Route("/sessions/{session_id}", get_session, methods=["GET"]),
+        WebSocketRoute("/distiller/realtime/{account}/{project}/{uuid}", realtime),
+    ]
+    app = Starlette(routes=routes)
+    app.state.settings = settings
+    app.state.registry = registry
+    return app

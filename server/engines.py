@@ -1,0 +1,79 @@
+"""The engines a session runs with, chosen from its project config.
+
+Each kind of engine has its own registry (:mod:`server.vad`, :mod:`server.asr`,
+:mod:`server.tts`, :mod:`server.agents.brain`); this module only resolves the
+config's names through them, once per session, so that a bad choice (an
+unknown engine, a Vosk engine without a model) fails when the session opens,
+with the reason, instead of in the middle of a turn.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+from server import asr, tts, vad
+from server.agents.brain import Brain, get_brain
+from server.asr.base import AsrEngine
+from server.config import EffectiveSpeech, ProjectConfig
+from server.tts.base import TtsEngine, Voice
+
+
+@dataclass
+class EngineSet:
+    brain: Brain
+    asr: AsrEngine
+    asr_name: str
+    frame_vad: vad.FrameVad
+    frame_vad_name: str
+    confirmer: vad.SpeechConfirmer | None
+    confirmer_name: str | None
+    turn_gate_name: str
+    tts_override: str | None
+    voices: dict[str, Voice] = field(default_factory=dict)
+
+    def voice_for(self, speech: EffectiveSpeech) -> Voice:
+        engine_name = tts.engine_for_model(speech.model, self.tts_override)
+        return tts.get_tts_engine(engine_name).voice_for(speech.language, speech.voice)
+
+    def voice_for_step(self, step) -> Voice:
+        voice = self.voices.get(step.name)
+        return voice if voice is not None else self.voice_for(step.speech)
+
+    def new_turn_gate(self, sample_rate: int, frame_ms: int) -> vad.SpeechGate:
+        """A fresh end-of-turn speech gate (they keep per-stream state)."""
+        return vad.get_speech_gate(self.turn_gate_name, sample_rate=sample_rate, frame_ms=frame_ms)
+
+    def tts_for(self, voice: Voice) -> TtsEngine:
+        return tts.get_tts_engine(voice.engine)
+
+
+def build_engines(config: ProjectConfig, *, brain: str | None = None) -> EngineSet:
+    """Resolve every engine the config names. Raises ``ValueError`` naming the
+    field and the fix when a choice cannot be honoured."""
+    audio = config.audio_config
+    asr_name = asr.engine_for_model(audio.asr.model, audio.asr.engine or os.environ.get("REFINERY_ASR_ENGINE"))
+    asr_options = {"model_path": audio.asr.model_path} if audio.asr.model_path else {}
+    asr_engine = asr.get_asr_engine(asr_name, **asr_options)
+    settings = config.barge_in
+    frame_vad_name = settings.frame_vad if settings else "webrtc"
+    frame_vad = vad.get_frame_vad(frame_vad_name, settings.vad_mode if settings else 2)
+    confirmer_name = settings.neural_vad if settings else None
+    confirmer = vad.get_confirmer(confirmer_name) if confirmer_name else None
+    engines = EngineSet(
+        brain=get_brain(brain or os.environ.get("REFINERY_BRAIN", "scripted")),
+        asr=asr_engine,
+        asr_name=asr_name,
+        frame_vad=frame_vad,
+        frame_vad_name=frame_vad_name,
+        confirmer=confirmer,
+        confirmer_name=confirmer_name if confirmer else None,
+        turn_gate_name=os.environ.get("REFINERY_TURN_GATE", "auto"),
+        tts_override=audio.tts.engine or os.environ.get("REFINERY_TTS_ENGINE"),
+    )
+    names = [a.agent_name for a in config.utility_agents] + [a.agent_name for a in config.super_agents]
+    for name in names:
+        speech = config.speech_for(name)
+        if speech.enable_speech:
+            engines.voices[name] = engines.voice_for(speech)
+    return engines

@@ -1,0 +1,235 @@
+"""The realtime WebSocket: moves bytes between a client and a :class:`Session`
+and drives the session on the wall clock.
+
+Everything that decides anything lives in the session; this module parses
+frames, stamps them with the monotonic clock, runs the session's jobs in worker
+threads and sends what the session returns, in order, from one sender task.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import logging
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Callable
+
+from starlette.responses import JSONResponse
+from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
+
+from server import protocol as proto
+from server.config import ConfigError, load_project_config
+from server.engines import build_engines
+from server.history import HistoryStore
+from server.projects import NAME_RE, ProjectStore, UnknownProject
+from server.session import PersistHistory, Send, Session, StartJob
+from server.work import Job, run_job
+
+log = logging.getLogger("refinery.realtime")
+
+PING_INTERVAL_S = 10.0
+#: Engine work shares one pool: 2 cores gain nothing from more threads, and
+#: the session's audio path never waits on it.
+_POOL = ThreadPoolExecutor(max_workers=4, thread_name_prefix="refinery-engine")
+
+
+class SessionRegistry:
+    """Live sessions, for limits and the inspection API."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._live: dict[str, Session] = {}
+
+    def add(self, session: Session) -> bool:
+        if len(self._live) >= self.limit:
+            return False
+        self._live[session.session_id] = session
+        return True
+
+    def remove(self, session_id: str) -> None:
+        self._live.pop(session_id, None)
+
+    def count(self) -> int:
+        return len(self._live)
+
+    def inspect(self, session_id: str) -> dict[str, Any] | None:
+        session = self._live.get(session_id)
+        return None if session is None else session.inspect()
+
+    def inspect_all(self) -> list[dict[str, Any]]:
+        return [s.inspect() for s in list(self._live.values())]
+
+
+_session_ids = itertools.count(1)
+
+
+async def _deny(websocket: WebSocket, status: int, code: str, message: str) -> None:
+    """Refuse a WebSocket handshake with an HTTP status (the SDK raises on it)."""
+    log.warning("realtime connection refused (%d %s): %s", status, code, message)
+    try:
+        await websocket.send_denial_response(
+            JSONResponse({"detail": message, "error": {"code": code, "message": message}}, status_code=status)
+        )
+    except RuntimeError:
+        # The ASGI server cannot send a denial body: a plain close maps to HTTP 403.
+        await websocket.close(code=1008, reason=message[:120])
+
+
+class RealtimeEndpoint:
+    """ASGI endpoint of ``/distiller/realtime/{account}/{project}/{uuid}``."""
+
+    def __init__(self, settings, projects: ProjectStore, histories: HistoryStore, registry: SessionRegistry, check_key: Callable) -> None:
+        self.settings = settings
+        self.projects = projects
+        self.histories = histories
+        self.registry = registry
+        self.check_key = check_key
+
+    async def __call__(self, scope, receive, send) -> None:
+        websocket = WebSocket(scope, receive, send)
+        params = websocket.path_params
+        reason = self.check_key(self.settings, websocket.headers)
+        if reason:
+            await _deny(websocket, 401, "unauthorized", reason)
+            return
+        name, _, version = params["project"].partition(":")
+        uuid = params["uuid"]
+        if not NAME_RE.match(uuid):
+            await _deny(websocket, 400, "bad_uuid", f"session uuid {uuid!r} must match ^[A-Za-z0-9_-]+$")
+            return
+        try:
+            stored = self.projects.get(name, int(version) if version else None)
+        except (UnknownProject, ValueError) as exc:
+            await _deny(websocket, 404, "unknown_project", str(exc))
+            return
+        if self.registry.count() >= self.registry.limit:
+            await _deny(websocket, 503, "too_many_sessions", f"server is at its limit of {self.registry.limit} sessions; retry later")
+            return
+        await websocket.accept()
+        try:
+            session = await asyncio.to_thread(self._open_session, stored, uuid)
+        except (ConfigError, ValueError, OSError, ImportError) as exc:
+            message = f"cannot start a session for project {name!r}: {exc}"
+            log.error(message)
+            await websocket.send_text(json.dumps(proto.error("session_setup_failed", message)))
+            await websocket.close(code=1011)
+            return
+        if not self.registry.add(session):
+            await websocket.send_text(json.dumps(proto.error("too_many_sessions", "server is at its session limit")))
+            await websocket.close(code=1008)
+            return
+        try:
+            await SessionConnection(websocket, session, self.histories).run()
+        finally:
+            self.registry.remove(session.session_id)
+
+    def _open_session(self, stored, uuid: str) -> Session:
+        config = load_project_config(stored.config).config
+        history = None
+        if config.memory_config.save_config.auto_load:
+            history = self.histories.load(stored.name, uuid)
+        engines = build_engines(config, brain=self.settings.brain)
+        return Session(
+            config, engines, session_id=f"sess_{next(_session_ids)}", project=stored.name, uuid=uuid, history=history
+        )
+
+
+class SessionConnection:
+    """Runs one session over one accepted WebSocket until either side leaves."""
+
+    def __init__(self, websocket: WebSocket, session: Session, histories: HistoryStore) -> None:
+        self.ws = websocket
+        self.session = session
+        self.histories = histories
+        self.t0 = time.monotonic()
+        self.outbox: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
+        self.wake = asyncio.Event()
+        self.asr_lock = asyncio.Lock()  # ASR calls of one session run in order
+        self.tasks: set[asyncio.Task] = set()
+        self.closed = False
+
+    def now(self) -> float:
+        return time.monotonic() - self.t0
+
+    def dispatch(self, outputs: list) -> None:
+        """Act on what the session returned. Never awaits: order is kept."""
+        for out in outputs:
+            if isinstance(out, Send):
+                self.outbox.put_nowait(out.event)
+            elif isinstance(out, StartJob):
+                self._spawn(self._run_job(out.job))
+            elif isinstance(out, PersistHistory):
+                self._spawn(asyncio.to_thread(self.histories.save, self.session.project, self.session.uuid, out.history))
+        self.wake.set()
+
+    def _spawn(self, coro) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    async def _run_job(self, job: Job) -> None:
+        loop = asyncio.get_running_loop()
+        if job.kind == "transcribe":
+            async with self.asr_lock:
+                result = await loop.run_in_executor(_POOL, run_job, job)
+        else:
+            result = await loop.run_in_executor(_POOL, run_job, job)
+        if not self.closed:
+            self.dispatch(self.session.job_done(self.now(), result))
+
+    async def _sender(self) -> None:
+        while True:
+            event = await self.outbox.get()
+            if event is None:
+                return
+            await self.ws.send_text(json.dumps(event, separators=(",", ":")))
+
+    async def _timers(self) -> None:
+        while True:
+            deadline = self.session.next_deadline()
+            self.wake.clear()
+            timeout = None if deadline is None else max(0.0, deadline - self.now())
+            try:
+                await asyncio.wait_for(self.wake.wait(), timeout)
+            except asyncio.TimeoutError:
+                self.dispatch(self.session.tick(self.now()))
+
+    async def _pinger(self) -> None:
+        while True:
+            await asyncio.sleep(PING_INTERVAL_S)
+            self.outbox.put_nowait(proto.ping())
+
+    async def _receiver(self) -> None:
+        while True:
+            message = await self.ws.receive()
+            if message["type"] == "websocket.disconnect":
+                return
+            data = message.get("text")
+            if data is None:
+                data = message.get("bytes") or b""
+            self.dispatch(self.session.receive(self.now(), proto.parse_client_message(data)))
+
+    async def run(self) -> None:
+        self.dispatch(self.session.start(self.now()))
+        workers = [asyncio.create_task(c) for c in (self._sender(), self._timers(), self._pinger())]
+        try:
+            await self._receiver()
+        except WebSocketDisconnect:
+            pass
+        except Exception:
+            log.exception("session %s failed; closing it with 1011", self.session.session_id)
+            if self.ws.client_state == WebSocketState.CONNECTED:
+                try:
+                    await self.ws.send_text(json.dumps(proto.error("internal_error", "the server failed on this session; see its log")))
+                    await self.ws.close(code=1011)
+                except Exception:
+                    pass
+        finally:
+            self.closed = True
+            self.session.close()
+            for task in [*workers, *self.tasks]:
+                task.cancel()
+            await asyncio.gather(*workers, *self.tasks, return_exceptions=True)
+            log.info("session %s closed (%s)", self.session.session_id, self.session.counters)

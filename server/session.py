@@ -1,0 +1,592 @@
+"""The realtime session core: a state machine with no I/O and no clock.
+
+Feed it timestamped inputs (client messages, job results, ticks); it returns
+outputs: events to send, engine jobs to run, history to persist. The Starlette
+handler (:mod:`server.realtime`) runs it on the wall clock; the simulator and
+the tests run it on a virtual clock (:mod:`server.virtual`). All times are
+seconds on the session's clock.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+from dataclasses import dataclass, field
+from typing import Any, Union
+
+from server import protocol as proto
+from server.agents.brain import AgentRequest, PriorTurn
+from server.agents.flow import AgentStep, plan_turn
+from server.bargein import BargeIn, BargeInDetector, BargeInSettings
+from server.config import ProjectConfig
+from server.engines import EngineSet
+from server.history import ConversationHistory
+from server.tts.normalize import normalize_text, split_sentences
+from server.turns import TurnDetector
+from server.work import AgentJob, AgentText, Job, JobFailed, JobResult, SpeechAudio, SpeechJob, Transcript, TranscribeJob
+
+log = logging.getLogger("refinery.session")
+
+#: Seconds to wait for the client's ``response.cancel`` after an interrupt
+#: before closing the response ourselves (protocol.md).
+CANCEL_TIMEOUT_S = 1.0
+#: How often a partial transcript is asked for while the user speaks.
+PARTIAL_EVERY_S = 0.5
+#: Response audio goes out in deltas of this length (seconds).
+DELTA_S = 0.2
+
+
+@dataclass(frozen=True)
+class Send:
+    """Send this event to the client."""
+
+    event: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class StartJob:
+    """Run this job and feed its result back with ``job_done``."""
+
+    job: Job
+
+
+@dataclass(frozen=True)
+class PersistHistory:
+    """Save the conversation history (``memory_config.save_config.auto_load``)."""
+
+    history: ConversationHistory
+
+
+Output = Union[Send, StartJob, PersistHistory]
+
+
+@dataclass
+class _SpokenSpan:
+    """Audio sent for one sentence, for truncating history to what was played."""
+
+    agent: str
+    text: str
+    start_s: float
+    end_s: float
+
+
+@dataclass
+class _Response:
+    id: str
+    query: str
+    steps: list[AgentStep]
+    step: int = 0
+    status: str = "generating"  # generating | interrupted (awaiting cancel) | closed
+    outputs: list[tuple[str, str]] = field(default_factory=list)  # (agent, full text)
+    sentences: list[str] = field(default_factory=list)
+    sentence: int = 0
+    audio_s: float = 0.0
+    spans: list[_SpokenSpan] = field(default_factory=list)
+    job: int | None = None
+    close_deadline: float | None = None
+    interrupted_at_ms: int | None = None
+    history_index: int | None = None  # where its assistant turns start in the history
+
+
+@dataclass
+class _Utterance:
+    id: str
+    job: int | None = None  # transcribe job in flight
+    last_partial_s: float = 0.0  # utterance length at the last partial request
+    final_requested: bool = False
+
+
+class Session:
+    """One client's realtime session.
+
+    Construct, call :meth:`start` once, then :meth:`receive`, :meth:`job_done`
+    and :meth:`tick` with non-decreasing times.
+    """
+
+    def __init__(
+        self,
+        config: ProjectConfig,
+        engines: EngineSet,
+        *,
+        session_id: str,
+        project: str = "project",
+        uuid: str = "session",
+        history: ConversationHistory | None = None,
+    ) -> None:
+        self.config = config
+        self.engines = engines
+        self.session_id = session_id
+        self.project = project
+        self.uuid = uuid
+        self.history = history or ConversationHistory()
+        self.sample_rate = 16000
+        self.output_rate = config.audio_config.tts.sample_rate
+        self.vad = config.barge_in  # None: push-to-talk
+        frame_ms = self.vad.frame_ms if self.vad else 30
+        self.frame_bytes = self.sample_rate * frame_ms // 1000 * 2
+        self.frame_s = frame_ms / 1000
+        asr = config.audio_config.asr
+        self.turns = TurnDetector(
+            frame_ms=frame_ms,
+            silence_duration_ms=asr.silence_duration_ms,
+            prefix_padding_ms=asr.prefix_padding_ms,
+            sample_rate=self.sample_rate,
+        )
+        self.detector = (
+            BargeInDetector(BargeInSettings.from_config(self.vad, asr), engines.confirmer, self.sample_rate)
+            if self.vad is not None
+            else None
+        )
+        self.turn_gate = engines.new_turn_gate(self.sample_rate, frame_ms)
+        self._ids = itertools.count(1)
+        self._pending = bytearray()
+        self._last_frame_t = float("-inf")
+        self._utterance: _Utterance | None = None
+        self._response: _Response | None = None
+        self._last_response: _Response | None = None  # for interrupts after response.done
+        self._jobs: dict[int, str] = {}  # job id -> what it is for ("asr", "agent", "speech")
+        self.counters = {"ignored_audio_ms": 0.0, "bad_frames": 0, "interrupts": 0, "responses": 0}
+        self.trace: list[tuple[float, bool, int, bool, bool]] = []  # (t, speech, window, armed, lockout)
+        self.record_trace = False
+
+    # -- public API ---------------------------------------------------------
+
+    def start(self, t: float) -> list[Output]:
+        """The ``session.created`` event."""
+        return [Send(proto.session_created(self.describe(), vad_enabled=self.vad is not None))]
+
+    def describe(self) -> dict[str, Any]:
+        """What this session runs with: audio format, mode, engines, voices."""
+        asr = self.config.audio_config.asr
+        voices = {
+            name: {"requested": voice.requested, "local": voice.label, "language": voice.language}
+            for name, voice in self.engines.voices.items()
+        }
+        info: dict[str, Any] = {
+            "id": self.session_id,
+            "project": self.project,
+            "uuid": self.uuid,
+            "mode": "barge-in" if self.vad else "push-to-talk",
+            "audio": {
+                "format": "pcm16",
+                "input_sample_rate": self.sample_rate,
+                "output_sample_rate": self.output_rate,
+                "channels": 1,
+            },
+            "turn_detection": {
+                "silence_duration_ms": asr.silence_duration_ms,
+                "prefix_padding_ms": asr.prefix_padding_ms,
+            },
+            "engines": {
+                "asr": {"model": asr.model, "engine": self.engines.asr_name},
+                "tts": {"model": self.config.audio_config.tts.model, "engines": sorted({v.engine for v in self.engines.voices.values()})},
+                "frame_vad": self.engines.frame_vad_name,
+                "neural_vad": self.engines.confirmer_name or "none",
+                "brain": self.engines.brain.name,
+            },
+            "voices": voices,
+            "history_turns": len(self.history.turns),
+        }
+        if self.vad is not None:
+            info["vad"] = self.vad.model_dump()
+        return info
+
+    def receive(self, t: float, msg: proto.ClientMessage | proto.BadFrame) -> list[Output]:
+        """Handle one client message received at ``t``."""
+        out: list[Output] = []
+        if isinstance(msg, proto.BadFrame):
+            self.counters["bad_frames"] += 1
+            out.append(Send(proto.warning(msg.code, msg.message)))
+        elif isinstance(msg, proto.AudioAppend):
+            self._on_audio(t, msg.pcm, out)
+        elif isinstance(msg, proto.TextInput):
+            self._add_user_turn(msg.text, out)
+            self._start_response(t, msg.text, out)
+        elif isinstance(msg, proto.PlaybackStarted):
+            if self.detector is not None:
+                self.detector.on_playback_started(t)
+        elif isinstance(msg, proto.PlaybackStopped):
+            if self.detector is not None:
+                self.detector.on_playback_stopped(t)
+        elif isinstance(msg, proto.ResponseCancel):
+            self._on_cancel(t, out)
+        elif isinstance(msg, proto.AudioClear):
+            self._pending.clear()
+            self.turns.clear()
+            self._drop_utterance()
+        # commit, session.update and PONG need nothing: commits never end a turn.
+        out.extend(self.tick(t))
+        return out
+
+    def job_done(self, t: float, result: JobResult) -> list[Output]:
+        """Handle the result of a job this session started."""
+        out: list[Output] = []
+        purpose = self._jobs.pop(result.job_id, None)
+        if purpose is None:
+            return out  # a job of a response or utterance that is gone
+        if isinstance(result, JobFailed):
+            log.error("session %s: %s", self.session_id, result.message)
+            out.append(Send(proto.warning("engine_failed", result.message)))
+            if purpose == "asr":
+                self._utterance_failed(t, result, out)
+            else:
+                self._advance_after_failure(t, result, out)
+        elif isinstance(result, Transcript):
+            self._on_transcript(t, result, out)
+        elif isinstance(result, AgentText):
+            self._on_agent_text(t, result, out)
+        elif isinstance(result, SpeechAudio):
+            self._on_speech(t, result, out)
+        out.extend(self.tick(t))
+        return out
+
+    def tick(self, t: float) -> list[Output]:
+        """Run timers due at ``t``."""
+        out: list[Output] = []
+        resp = self._response
+        if resp is not None and resp.close_deadline is not None and t >= resp.close_deadline:
+            self._close_response(t, "interrupted", out)
+        return out
+
+    def next_deadline(self) -> float | None:
+        """The next time :meth:`tick` has work, if any."""
+        resp = self._response
+        return resp.close_deadline if resp is not None else None
+
+    def close(self) -> None:
+        """The client is gone: drop all pending work."""
+        self._jobs.clear()
+        if self._utterance is not None:
+            self.engines.asr.forget(self._utterance.id)
+        self._response = None
+        self._utterance = None
+
+    def inspect(self) -> dict[str, Any]:
+        """A snapshot of the state, for the simulator's reports and debugging."""
+        resp = self._response
+        return {
+            "session": self.session_id,
+            "mode": "barge-in" if self.vad else "push-to-talk",
+            "response": None if resp is None else {"id": resp.id, "status": resp.status, "step": resp.step, "audio_s": resp.audio_s},
+            "utterance": None if self._utterance is None else self._utterance.id,
+            "jobs_in_flight": len(self._jobs),
+            "detector": None if self.detector is None else {
+                "speech_in_window": self.detector.speech_in_window,
+                "threshold": self.detector.settings.threshold,
+                "window_size": self.detector.settings.window_size,
+                "stats": vars(self.detector.stats),
+            },
+            "counters": dict(self.counters),
+            "history_turns": len(self.history.turns),
+        }
+
+    # -- audio in -----------------------------------------------------------
+
+    def _response_active(self) -> bool:
+        return self._response is not None and self._response.status != "closed"
+
+    def _on_audio(self, t: float, pcm: bytes, out: list[Output]) -> None:
+        if self.vad is None and self._response_active():
+            # Push-to-talk: the user interrupts only with response.cancel.
+            self.counters["ignored_audio_ms"] += len(pcm) / 2 / self.sample_rate * 1000
+            return
+        self._pending.extend(pcm)
+        n_frames = len(self._pending) // self.frame_bytes
+        for k in range(n_frames):
+            frame = bytes(self._pending[k * self.frame_bytes : (k + 1) * self.frame_bytes])
+            # Frames of one chunk arrived together: date each by where it ends in
+            # the chunk, never later than now and never before the previous one.
+            frame_t = max(self._last_frame_t, t - (n_frames - 1 - k) * self.frame_s)
+            self._last_frame_t = frame_t
+            self._on_frame(frame_t, frame, out)
+        del self._pending[: n_frames * self.frame_bytes]
+
+    def _on_frame(self, t: float, frame: bytes, out: list[Output]) -> None:
+        armed = False
+        if self.detector is not None:
+            speech = self.engines.frame_vad.is_speech(frame, self.sample_rate)
+            fire = self.detector.feed(t, frame, speech)
+            armed = self.detector.armed(t)
+            if self.record_trace:
+                lockout = armed and not self.detector.timeline.lockout_over(t)
+                self.trace.append((t, speech, self.detector.speech_in_window, armed, lockout))
+            if fire is not None:
+                self._on_barge_in(t, fire, out)
+                return
+        generating = self._response is not None and self._response.status == "generating"
+        if armed or (self.vad is not None and generating):
+            # While the assistant speaks, only a confirmed barge-in starts a user
+            # turn: echo and noise must not end a turn and start a response.
+            return
+        event = self.turns.feed(t, frame, self.turn_gate.push(frame))
+        self._on_turn_event(t, event, out)
+
+    def _on_turn_event(self, t: float, event: Any, out: list[Output]) -> None:
+        from server.turns import SpeechStarted, TurnEnded
+
+        if isinstance(event, SpeechStarted):
+            self._utterance = _Utterance(f"utt_{next(self._ids)}")
+        elif isinstance(event, TurnEnded):
+            if self._utterance is None:
+                self._utterance = _Utterance(f"utt_{next(self._ids)}")
+            self._request_transcript(event.audio, final=True, out=out)
+            return
+        utt = self._utterance
+        if utt is not None and not utt.final_requested and utt.job is None:
+            audio = self.turns.utterance_so_far()
+            length = len(audio) / 2 / self.sample_rate
+            if audio and length - utt.last_partial_s >= PARTIAL_EVERY_S:
+                utt.last_partial_s = length
+                self._request_transcript(audio, final=False, out=out)
+
+    def _request_transcript(self, audio: bytes, *, final: bool, out: list[Output]) -> None:
+        utt = self._utterance
+        assert utt is not None
+        job_id = next(self._ids)
+        if final:
+            utt.final_requested = True
+        utt.job = job_id
+        self._jobs[job_id] = "asr"
+        out.append(StartJob(TranscribeJob(job_id, self.engines.asr, utt.id, audio, self.sample_rate, final)))
+
+    def _on_transcript(self, t: float, result: Transcript, out: list[Output]) -> None:
+        utt = self._utterance
+        if utt is None or utt.job != result.job_id:
+            return
+        utt.job = None
+        if not result.final:
+            if result.text and not utt.final_requested:
+                out.append(Send(proto.transcript_delta(result.text, item_id=utt.id)))
+            return
+        self._utterance = None
+        self.engines.asr.forget(utt.id)
+        if not result.text:
+            log.info("session %s: utterance %s had no recognisable words; no response", self.session_id, utt.id)
+            return
+        out.append(Send(proto.transcript_done(result.text, item_id=utt.id)))
+        self._add_user_turn(result.text, out)
+        self._start_response(t, result.text, out)
+
+    def _utterance_failed(self, t: float, result: JobFailed, out: list[Output]) -> None:
+        utt = self._utterance
+        if utt is not None and utt.job == result.job_id:
+            utt.job = None
+            if utt.final_requested:
+                self._utterance = None
+
+    def _drop_utterance(self) -> None:
+        if self._utterance is not None:
+            if self._utterance.job is not None:
+                self._jobs.pop(self._utterance.job, None)
+            self.engines.asr.forget(self._utterance.id)
+            self._utterance = None
+
+    # -- barge-in -----------------------------------------------------------
+
+    def _on_barge_in(self, t: float, fire: BargeIn, out: list[Output]) -> None:
+        assert self.detector is not None
+        audio_end_ms = fire.audio_end_ms
+        resp = self._response
+        self.counters["interrupts"] += 1
+        if resp is not None and resp.status == "generating":
+            out.append(Send(proto.response_interrupted(resp.id, audio_end_ms)))
+            resp.status = "interrupted"
+            resp.interrupted_at_ms = audio_end_ms
+            resp.close_deadline = t + CANCEL_TIMEOUT_S
+            if resp.job is not None:
+                self._jobs.pop(resp.job, None)
+                resp.job = None
+            self._record_assistant(resp, played_s=audio_end_ms / 1000, out=out)
+        elif self._last_response is not None:
+            # All audio was already sent; the client is still playing it.
+            last = self._last_response
+            out.append(Send(proto.response_interrupted(last.id, audio_end_ms)))
+            if last.history_index is not None and last.history_index <= len(self.history.turns):
+                self._record_assistant(last, played_s=audio_end_ms / 1000, out=out)
+        # The speech that fired starts the user's next turn, from prefix padding before its onset.
+        self._drop_utterance()
+        self._utterance = _Utterance(f"utt_{next(self._ids)}")
+        self.turn_gate.reset()
+        self.turns.begin_with(fire.onset_t, fire.audio, fire.audio_start_t)
+
+    # -- responses ----------------------------------------------------------
+
+    def _add_user_turn(self, text: str, out: list[Output]) -> None:
+        self.history.add(PriorTurn("user", text))
+        self._persist(out)
+
+    def _persist(self, out: list[Output]) -> None:
+        if self.config.memory_config.save_config.auto_load:
+            out.append(PersistHistory(self.history))
+
+    def _start_response(self, t: float, query: str, out: list[Output]) -> None:
+        if self._response_active():
+            self._close_response(t, "cancelled", out)
+        resp = _Response(f"resp_{next(self._ids)}", query, plan_turn(self.config, query))
+        self._response = resp
+        self._last_response = resp
+        self.counters["responses"] += 1
+        if self.detector is not None:
+            self.detector.new_response()
+        out.append(Send(proto.response_created(resp.id)))
+        self._next_step(t, resp, out)
+
+    def _next_step(self, t: float, resp: _Response, out: list[Output]) -> None:
+        if resp.step >= len(resp.steps):
+            self._close_response(t, "completed", out)
+            return
+        step = resp.steps[resp.step]
+        request = AgentRequest(
+            agent_name=step.name,
+            agent_class=step.agent_class,
+            description=step.description,
+            query=resp.query,
+            task=step.task,  # type: ignore[arg-type]
+            goal=step.goal,
+            config=step.config,
+            earlier=tuple(resp.outputs),
+            history=self.history.snapshot()[:-1] if self.history.turns else (),
+            summarize=step.summarize,
+        )
+        self._job(resp, "agent", AgentJob(next(self._ids), self.engines.brain, request), out)
+
+    def _job(self, resp: _Response, purpose: str, job: Job, out: list[Output]) -> None:
+        resp.job = job.job_id
+        self._jobs[job.job_id] = purpose
+        out.append(StartJob(job))
+
+    def _current(self, job_id: int) -> _Response | None:
+        resp = self._response
+        if resp is None or resp.status != "generating" or resp.job != job_id:
+            return None
+        resp.job = None
+        return resp
+
+    def _on_agent_text(self, t: float, result: AgentText, out: list[Output]) -> None:
+        resp = self._current(result.job_id)
+        if resp is None:
+            return
+        step = resp.steps[resp.step]
+        resp.outputs.append((step.name, result.text))
+        out.append(Send(proto.text_delta(resp.id, step.name, result.text)))
+        if not step.speech.enable_speech or not result.spoken.strip():
+            self._finish_step(t, resp, result.text, out)
+            return
+        spoken = normalize_text(result.spoken) if step.speech.normalize_text else result.spoken
+        resp.sentences = split_sentences(spoken) or [spoken]
+        resp.sentence = 0
+        self._synthesize_next(resp, out)
+
+    def _synthesize_next(self, resp: _Response, out: list[Output]) -> None:
+        step = resp.steps[resp.step]
+        voice = self.engines.voice_for_step(step)
+        text = resp.sentences[resp.sentence]
+        job = SpeechJob(next(self._ids), self.engines.tts_for(voice), text, voice, self.output_rate)
+        self._job(resp, "speech", job, out)
+
+    def _on_speech(self, t: float, result: SpeechAudio, out: list[Output]) -> None:
+        resp = self._current(result.job_id)
+        if resp is None:
+            return
+        step = resp.steps[resp.step]
+        pcm = result.pcm[: len(result.pcm) // 2 * 2]
+        chunk = int(self.output_rate * DELTA_S) * 2
+        duration = len(pcm) / 2 / self.output_rate
+        if pcm:
+            resp.spans.append(_SpokenSpan(step.name, resp.sentences[resp.sentence], resp.audio_s, resp.audio_s + duration))
+        for start in range(0, len(pcm), chunk):
+            piece = pcm[start : start + chunk]
+            out.append(Send(proto.audio_delta(resp.id, step.name, piece)))
+            if self.detector is not None:
+                self.detector.on_audio_sent(t, len(piece) / 2 / self.output_rate)
+        resp.audio_s += duration
+        resp.sentence += 1
+        if resp.sentence < len(resp.sentences):
+            self._synthesize_next(resp, out)
+        else:
+            self._finish_step(t, resp, resp.outputs[-1][1], out)
+
+    def _finish_step(self, t: float, resp: _Response, text: str, out: list[Output]) -> None:
+        out.append(Send(proto.text_done(resp.id, resp.steps[resp.step].name, text)))
+        resp.step += 1
+        self._next_step(t, resp, out)
+
+    def _advance_after_failure(self, t: float, result: JobFailed, out: list[Output]) -> None:
+        resp = self._response
+        if resp is None or resp.status != "generating":
+            return
+        resp.job = None
+        if resp.outputs and len(resp.outputs) == resp.step + 1:
+            # Speech failed mid-agent: its text went out; finish it without audio.
+            self._finish_step(t, resp, resp.outputs[-1][1], out)
+        else:
+            resp.step += 1
+            self._next_step(t, resp, out)
+
+    def _on_cancel(self, t: float, out: list[Output]) -> None:
+        resp = self._response
+        if resp is not None and resp.status in ("generating", "interrupted"):
+            if resp.status == "generating":
+                played = self.detector.timeline.audio_end_ms(t) / 1000 if self.detector else resp.audio_s
+                self._record_assistant(resp, played_s=played, out=out, interrupted=True)
+            self._close_response(t, "interrupted" if resp.status == "interrupted" else "cancelled", out)
+        if self.detector is not None:
+            self.detector.end_response()  # the client stopped playing: nothing left to interrupt
+
+    def _close_response(self, t: float, status: str, out: list[Output]) -> None:
+        resp = self._response
+        assert resp is not None
+        if resp.job is not None:
+            self._jobs.pop(resp.job, None)
+            resp.job = None
+        if status == "completed":
+            self._record_assistant(resp, played_s=None, out=out, interrupted=False)
+        elif resp.history_index is None:
+            self._record_assistant(resp, played_s=resp.audio_s, out=out, interrupted=True)
+        resp.status = "closed"
+        resp.close_deadline = None
+        out.append(Send(proto.audio_done(resp.id)))
+        out.append(Send(proto.response_done(resp.id, status)))
+        if self.detector is not None and status == "completed":
+            self.detector.on_response_audio_complete(t)
+        self._response = None
+
+    # -- history ------------------------------------------------------------
+
+    def _record_assistant(
+        self, resp: _Response, *, played_s: float | None, out: list[Output], interrupted: bool = True
+    ) -> None:
+        """Record the response's assistant turns, truncated to ``played_s`` when
+        interrupted. Recording again (a late interrupt) replaces the first one."""
+        if resp.history_index is None:
+            resp.history_index = len(self.history.turns)
+        else:
+            del self.history.turns[resp.history_index :]
+        for agent, text in resp.outputs:
+            spoken_text = text
+            if played_s is not None:
+                spoken_text = self._played_text(resp, agent, text, played_s)
+                if spoken_text is None:
+                    continue
+            self.history.add(PriorTurn("assistant", spoken_text, agent, interrupted and played_s is not None))
+        self._persist(out)
+
+    @staticmethod
+    def _played_text(resp: _Response, agent: str, text: str, played_s: float) -> str | None:
+        spans = [s for s in resp.spans if s.agent == agent]
+        if not spans:
+            # A silent agent (no speech) counts as delivered once a later agent played.
+            later = [s for s in resp.spans if s.start_s <= played_s]
+            return text if later else None
+        heard: list[str] = []
+        for span in spans:
+            if span.start_s >= played_s:
+                break
+            if span.end_s <= played_s:
+                heard.append(span.text)
+            else:
+                words = span.text.split()
+                frac = (played_s - span.start_s) / max(span.end_s - span.start_s, 1e-9)
+                heard.append(" ".join(words[: int(len(words) * frac)]))
+        result = " ".join(h for h in heard if h).strip()
+        return result or None

@@ -22,7 +22,7 @@ from server.config import ProjectConfig
 from server.engines import EngineSet
 from server.history import ConversationHistory
 from server.tts.normalize import normalize_text, split_sentences
-from server.turns import TurnDetector
+from server.turns import SpeechStarted, TurnDetector, TurnEnded
 from server.work import AgentJob, AgentText, Job, JobFailed, JobResult, SpeechAudio, SpeechJob, Transcript, TranscribeJob
 
 log = logging.getLogger("refinery.session")
@@ -92,7 +92,7 @@ class _Response:
 class _Utterance:
     id: str
     job: int | None = None  # transcribe job in flight
-    last_partial_s: float = 0.0  # utterance length at the last partial request
+    new_speech_s: float = 0.0  # speech heard since the last partial request
     final_requested: bool = False
 
 
@@ -148,6 +148,9 @@ class Session:
         self.counters = {"ignored_audio_ms": 0.0, "bad_frames": 0, "interrupts": 0, "responses": 0}
         self.trace: list[tuple[float, bool, int, bool, bool]] = []  # (t, speech, window, armed, lockout)
         self.record_trace = False
+        #: Partial transcripts (``response.audio_transcript.delta``); the
+        #: simulator's fast mode turns them off: they cost a decode each.
+        self.partial_transcripts = True
 
     # -- public API ---------------------------------------------------------
 
@@ -296,7 +299,9 @@ class Session:
             frame = bytes(self._pending[k * self.frame_bytes : (k + 1) * self.frame_bytes])
             # Frames of one chunk arrived together: date each by where it ends in
             # the chunk, never later than now and never before the previous one.
-            frame_t = max(self._last_frame_t, t - (n_frames - 1 - k) * self.frame_s)
+            # Each frame gets its own time, so onsets and prefix padding stay exact
+            # even when a client sends audio faster than real time.
+            frame_t = max(self._last_frame_t + self.frame_s, t - (n_frames - 1 - k) * self.frame_s)
             self._last_frame_t = frame_t
             self._on_frame(frame_t, frame, out)
         del self._pending[: n_frames * self.frame_bytes]
@@ -318,12 +323,13 @@ class Session:
             # While the assistant speaks, only a confirmed barge-in starts a user
             # turn: echo and noise must not end a turn and start a response.
             return
-        event = self.turns.feed(t, frame, self.turn_gate.push(frame))
+        speech = self.turn_gate.push(frame)
+        event = self.turns.feed(t, frame, speech)
+        if speech and self._utterance is not None:
+            self._utterance.new_speech_s += self.frame_s
         self._on_turn_event(t, event, out)
 
     def _on_turn_event(self, t: float, event: Any, out: list[Output]) -> None:
-        from server.turns import SpeechStarted, TurnEnded
-
         if isinstance(event, SpeechStarted):
             self._utterance = _Utterance(f"utt_{next(self._ids)}")
         elif isinstance(event, TurnEnded):
@@ -332,11 +338,18 @@ class Session:
             self._request_transcript(event.audio, final=True, out=out)
             return
         utt = self._utterance
-        if utt is not None and not utt.final_requested and utt.job is None:
+        # Partials re-decode the utterance so far: ask only when enough new speech
+        # came in (trailing silence adds nothing) and no decode is running.
+        if (
+            self.partial_transcripts
+            and utt is not None
+            and not utt.final_requested
+            and utt.job is None
+            and utt.new_speech_s >= PARTIAL_EVERY_S - 1e-9
+        ):
             audio = self.turns.utterance_so_far()
-            length = len(audio) / 2 / self.sample_rate
-            if audio and length - utt.last_partial_s >= PARTIAL_EVERY_S:
-                utt.last_partial_s = length
+            if audio:
+                utt.new_speech_s = 0.0
                 self._request_transcript(audio, final=False, out=out)
 
     def _request_transcript(self, audio: bytes, *, final: bool, out: list[Output]) -> None:

@@ -115,9 +115,11 @@ def open_virtual_session(
     latency: JobLatency | None = None,
     history: ConversationHistory | None = None,
     record_trace: bool = False,
+    partial_transcripts: bool = True,
 ) -> VirtualSession:
     """A session built with the engines ``config`` selects, on a virtual clock."""
     session = Session(config, build_engines(config), session_id=f"sess_{uuid}", project=project, uuid=uuid, history=history)
     session.record_trace = record_trace
+    session.partial_transcripts = partial_transcripts
     return VirtualSession(session, latency)
 

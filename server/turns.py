@@ -1,0 +1,201 @@
+"""End-of-turn detection with prefix padding (pure: no I/O, no clock).
+
+Feed every input frame with its speech decision (from a noise-robust
+:class:`server.vad.SpeechGate`, not raw WebRTC, which calls steady noise
+speech and would keep turns open forever)::
+
+    turns = TurnDetector(frame_ms=30, silence_duration_ms=700, prefix_padding_ms=300)
+    event = turns.feed(t, frame, gate.push(frame))
+    # SpeechStarted -> input_audio_buffer.speech_started
+    # TurnEnded     -> input_audio_buffer.speech_stopped, recognise event.audio, respond
+
+Decisions (documented in docs/bargein.md):
+
+* A turn starts after ``min_speech_ms`` of *consecutive* speech frames (a click
+  or a single noisy frame does not start one); the onset is the start of the
+  first frame of that run, and the utterance begins ``prefix_padding_ms``
+  before it (as far as the pre-roll holds).
+* It ends at the first frame at which the non-speech since the last speech
+  frame reaches ``silence_duration_ms`` (counted in samples, so exactly). Any
+  speech frame restarts the count.
+* ``TurnEnded.audio`` keeps at most ``trailing_silence_ms`` of the trailing
+  silence: ASR gains nothing from 3.5 s of silence and Whisper tends to
+  hallucinate on it.
+* A turn longer than ``max_turn_seconds`` is ended (reason ``max_duration``)
+  so that a stuck gate cannot grow an utterance without bound.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from dataclasses import dataclass
+
+from server.vad import frame_bytes
+
+EPS = 1e-9
+
+
+@dataclass(frozen=True)
+class SpeechStarted:
+    """Speech confirmed at ``t``; it began at ``onset_t``."""
+
+    t: float
+    onset_t: float
+
+
+@dataclass(frozen=True)
+class TurnEnded:
+    """The user's turn ended at ``t``; ``audio`` starts at ``audio_start_t``."""
+
+    t: float
+    onset_t: float
+    speech_end_t: float
+    audio_start_t: float
+    audio: bytes
+    reason: str  # "silence" or "max_duration"
+
+
+class TurnDetector:
+    """Speech onset and end of turn for one input stream; ``t`` = time of a frame's last sample."""
+
+    def __init__(
+        self,
+        frame_ms: int = 30,
+        silence_duration_ms: int = 700,
+        prefix_padding_ms: int = 300,
+        sample_rate: int = 16000,
+        min_speech_ms: int = 90,
+        trailing_silence_ms: int = 300,
+        max_turn_seconds: float = 60.0,
+    ) -> None:
+        for name, value in (
+            ("silence_duration_ms", silence_duration_ms),
+            ("prefix_padding_ms", prefix_padding_ms),
+            ("min_speech_ms", min_speech_ms),
+            ("trailing_silence_ms", trailing_silence_ms),
+        ):
+            if not isinstance(value, int) or value < 0:
+                raise ValueError(f"{name} must be an integer number of ms >= 0, got {value!r}")
+        if silence_duration_ms == 0:
+            raise ValueError("silence_duration_ms must be > 0 (a turn would end on its first silent frame)")
+        if max_turn_seconds <= 0:
+            raise ValueError(f"max_turn_seconds must be > 0, got {max_turn_seconds}")
+        self.frame_ms = frame_ms
+        self.sample_rate = sample_rate
+        self.frame_len = frame_bytes(sample_rate, frame_ms)
+        self.silence_duration_ms = silence_duration_ms
+        self.prefix_padding_ms = prefix_padding_ms
+        self.min_speech_frames = max(1, math.ceil(min_speech_ms / frame_ms - EPS))
+        self._silence_bytes_needed = silence_duration_ms * sample_rate // 1000 * 2
+        self._trailing_bytes = trailing_silence_ms * sample_rate // 1000 * 2
+        self._max_bytes = int(max_turn_seconds * sample_rate) * 2
+        prefix_frames = math.ceil(prefix_padding_ms / frame_ms - EPS)
+        self._preroll: deque[tuple[float, bytes, bool]] = deque(maxlen=prefix_frames + self.min_speech_frames)
+        self._reset_turn()
+
+    # -- state --
+
+    def _reset_turn(self) -> None:
+        self._in_turn = False
+        self._utterance = bytearray()
+        self.onset_t: float | None = None
+        self.audio_start_t: float | None = None
+        self._speech_end_len = 0
+        self._speech_end_t: float | None = None
+        self._silence_bytes = 0
+        self._run = 0
+
+    @property
+    def in_turn(self) -> bool:
+        return self._in_turn
+
+    def utterance_so_far(self) -> bytes:
+        """The current turn's audio (from the padded onset), for partial ASR; empty between turns."""
+        return bytes(self._utterance)
+
+    def clear(self) -> None:
+        """``input_audio_buffer.clear``: drop the turn in progress and the pre-roll."""
+        self._preroll.clear()
+        self._reset_turn()
+
+    def begin_with(self, onset_t: float, audio: bytes, audio_start_t: float | None = None) -> SpeechStarted:
+        """Start a turn from audio already heard (a barge-in's ``BargeIn.audio``).
+
+        ``audio`` runs from ``audio_start_t`` (default: ``onset_t`` minus the
+        prefix padding) to now and is taken to end in speech; following frames
+        extend it and end it as usual.
+        """
+        if len(audio) % 2:
+            raise ValueError(f"begin_with needs PCM16 audio (even byte count), got {len(audio)} bytes")
+        self._preroll.clear()
+        self._reset_turn()
+        self._in_turn = True
+        self.onset_t = onset_t
+        self.audio_start_t = onset_t - self.prefix_padding_ms / 1000.0 if audio_start_t is None else audio_start_t
+        self._utterance.extend(audio)
+        self._speech_end_len = len(self._utterance)
+        now = self.audio_start_t + len(audio) / 2 / self.sample_rate
+        self._speech_end_t = now
+        return SpeechStarted(t=now, onset_t=onset_t)
+
+    # -- input --
+
+    def feed(self, t: float, frame: bytes, speech: bool) -> SpeechStarted | TurnEnded | None:
+        """Take one frame and its speech decision; return an event when a turn starts or ends."""
+        if len(frame) != self.frame_len:
+            raise ValueError(
+                f"turn detector needs {self.frame_ms} ms frames of {self.frame_len} bytes "
+                f"(PCM16 at {self.sample_rate} Hz), got {len(frame)} bytes; cut input with server.vad.Framer"
+            )
+        if not self._in_turn:
+            return self._feed_idle(t, frame, speech)
+        self._utterance.extend(frame)
+        if speech:
+            self._silence_bytes = 0
+            self._speech_end_len = len(self._utterance)
+            self._speech_end_t = t
+        else:
+            self._silence_bytes += len(frame)
+        if self._silence_bytes >= self._silence_bytes_needed:
+            return self._end(t, "silence")
+        if len(self._utterance) >= self._max_bytes:
+            self._speech_end_len = len(self._utterance)
+            self._speech_end_t = t
+            return self._end(t, "max_duration")
+        return None
+
+    def _feed_idle(self, t: float, frame: bytes, speech: bool) -> SpeechStarted | None:
+        self._preroll.append((t, frame, speech))
+        self._run = self._run + 1 if speech else 0
+        if self._run < self.min_speech_frames:
+            return None
+        frame_s = self.frame_ms / 1000.0
+        onset = self._preroll[-self._run][0] - frame_s
+        want_start = onset - self.prefix_padding_ms / 1000.0
+        frames = [(ft, pcm) for ft, pcm, _ in self._preroll if ft > want_start + EPS]
+        first_start = frames[0][0] - frame_s
+        skip = max(0, round((want_start - first_start) * self.sample_rate)) * 2
+        self._preroll.clear()
+        self._reset_turn()
+        self._in_turn = True
+        self.onset_t = onset
+        self.audio_start_t = first_start + skip / 2 / self.sample_rate
+        self._utterance.extend(b"".join(pcm for _, pcm in frames)[skip:])
+        self._speech_end_len = len(self._utterance)
+        self._speech_end_t = t
+        return SpeechStarted(t=t, onset_t=onset)
+
+    def _end(self, t: float, reason: str) -> TurnEnded:
+        keep = min(len(self._utterance), self._speech_end_len + self._trailing_bytes)
+        assert self.onset_t is not None and self.audio_start_t is not None and self._speech_end_t is not None
+        event = TurnEnded(
+            t=t,
+            onset_t=self.onset_t,
+            speech_end_t=self._speech_end_t,
+            audio_start_t=self.audio_start_t,
+            audio=bytes(self._utterance[:keep]),
+            reason=reason,
+        )
+        self._reset_turn()
+        return event

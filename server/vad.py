@@ -1,0 +1,515 @@
+"""Voice activity detection: frame VADs, the neural speech confirmer and speech gates.
+
+Three small interfaces, each with a registry keyed by name:
+
+* :class:`FrameVad` classifies one 10/20/30 ms PCM16 frame (``webrtc``). It is the
+  cheap frame counter of the barge-in spec. It calls low white noise "speech"
+  (engines.md), so it must never decide anything alone.
+* :class:`SpeechConfirmer` looks at a stretch of audio (about a second) and says
+  whether it holds speech (``silero``: the ONNX model shipped in the silero-vad
+  wheel, run with onnxruntime; ``import silero_vad`` is never done because it
+  imports torch).
+* :class:`SpeechGate` is a per-stream, stateful frame classifier for end-of-turn
+  decisions that stays quiet on a noise floor (``silero`` streaming, or
+  ``webrtc+energy``: WebRTC AND energy above an adaptive noise floor).
+
+:class:`Framer` cuts arbitrary input chunks into timestamped frames.
+
+Everything here is pure computation: no clock, no sleeps, no I/O besides loading
+the model file once.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import math
+import threading
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
+
+import numpy as np
+
+if TYPE_CHECKING:
+    import onnxruntime
+
+log = logging.getLogger(__name__)
+
+VALID_FRAME_MS = (10, 20, 30)
+WEBRTC_RATES = (8000, 16000, 32000, 48000)
+
+
+class VadError(ValueError):
+    """Bad VAD name, mode or audio; the message says what to do."""
+
+
+class VadUnavailableError(VadError):
+    """A known VAD engine whose package is not installed."""
+
+
+def frame_bytes(sample_rate: int, frame_ms: int) -> int:
+    """Byte length of one PCM16 mono frame of ``frame_ms`` at ``sample_rate``."""
+    if frame_ms not in VALID_FRAME_MS:
+        raise VadError(f"frame_ms must be one of {VALID_FRAME_MS}, got {frame_ms!r}")
+    return sample_rate * frame_ms // 1000 * 2
+
+
+def pcm16_to_float(pcm: bytes) -> np.ndarray:
+    """PCM16 little-endian bytes -> float32 samples in [-1, 1)."""
+    if len(pcm) % 2:
+        raise VadError(f"PCM16 audio must have an even number of bytes, got {len(pcm)}")
+    return np.frombuffer(pcm, dtype="<i2").astype(np.float32) / 32768.0
+
+
+def rms_dbfs(pcm: bytes) -> float:
+    """Root-mean-square level of PCM16 audio in dBFS (-120 for digital silence)."""
+    x = pcm16_to_float(pcm)
+    if x.size == 0:
+        return -120.0
+    rms = float(np.sqrt(np.mean(np.square(x, dtype=np.float64))))
+    return 20.0 * math.log10(rms) if rms > 1e-6 else -120.0
+
+
+# --------------------------------------------------------------------------- frames
+
+
+@dataclass(frozen=True)
+class TimedFrame:
+    """One frame of input; ``t`` is the session time of its *last* sample."""
+
+    t: float
+    pcm: bytes
+
+
+class Framer:
+    """Cuts input chunks of any length into frames of ``frame_ms``.
+
+    ``push(t, pcm)`` takes the session time at which the chunk's last sample was
+    captured (for the real server: when it arrived) and returns the whole frames
+    it completes, each stamped with the time of its own last sample, counted back
+    in audio time from ``t``. A partial frame waits for the next chunk.
+    """
+
+    def __init__(self, sample_rate: int, frame_ms: int) -> None:
+        self.sample_rate = sample_rate
+        self.frame_ms = frame_ms
+        self.frame_len = frame_bytes(sample_rate, frame_ms)
+        self._pending = b""
+
+    def push(self, t: float, pcm: bytes) -> list[TimedFrame]:
+        if len(pcm) % 2:
+            raise VadError(f"PCM16 chunk has an odd number of bytes ({len(pcm)}); send whole 16-bit samples")
+        data = self._pending + pcm
+        n = len(data) // self.frame_len
+        self._pending = data[n * self.frame_len :]
+        tail_s = len(self._pending) / 2 / self.sample_rate
+        frames: list[TimedFrame] = []
+        for i in range(n):
+            remaining_frames = n - 1 - i
+            end_t = t - tail_s - remaining_frames * self.frame_ms / 1000.0
+            frames.append(TimedFrame(end_t, data[i * self.frame_len : (i + 1) * self.frame_len]))
+        return frames
+
+    def reset(self) -> None:
+        self._pending = b""
+
+
+# ----------------------------------------------------------------------- frame VAD
+
+
+class FrameVad(Protocol):
+    """Classifies one PCM16 mono frame of 10, 20 or 30 ms."""
+
+    name: str
+
+    def is_speech(self, frame: bytes, sample_rate: int) -> bool: ...
+
+
+class WebRtcFrameVad:
+    """Google's WebRTC VAD (``webrtcvad-wheels``); ``mode`` 0 (lenient) .. 3 (aggressive).
+
+    It is *stateful*: it adapts a noise model to the frames it has seen (after
+    digital silence it calls -44 dBFS white noise speech in 100 % of frames; a
+    fresh instance fed the same noise settles to 0 % within ~0.3 s). Use one
+    instance per audio stream: :func:`get_frame_vad` builds a new one per call.
+    """
+
+    name = "webrtc"
+
+    def __init__(self, mode: int = 2) -> None:
+        if not isinstance(mode, int) or not 0 <= mode <= 3:
+            raise VadError(f"vad_mode must be an integer 0..3 (3 = most aggressive), got {mode!r}")
+        try:
+            import webrtcvad
+        except ImportError as exc:  # pragma: no cover - depends on the install
+            raise VadUnavailableError("frame VAD 'webrtc' needs `pip install webrtcvad-wheels`") from exc
+        self.mode = mode
+        self._vad = webrtcvad.Vad(mode)
+        # webrtcvad's C object is not documented as thread-safe; one lock keeps
+        # a shared instance safe at 2.5 us per frame.
+        self._lock = threading.Lock()
+
+    def is_speech(self, frame: bytes, sample_rate: int) -> bool:
+        if sample_rate not in WEBRTC_RATES:
+            raise VadError(f"WebRTC VAD supports sample rates {WEBRTC_RATES}, got {sample_rate}; resample first")
+        n_ms = len(frame) / 2 / sample_rate * 1000
+        if len(frame) % 2 or round(n_ms, 6) not in VALID_FRAME_MS:
+            raise VadError(
+                f"WebRTC VAD needs a 10, 20 or 30 ms PCM16 frame; got {len(frame)} bytes "
+                f"({n_ms:g} ms at {sample_rate} Hz)"
+            )
+        with self._lock:
+            return self._vad.is_speech(frame, sample_rate)
+
+
+_FRAME_VADS: dict[str, Callable[[int], FrameVad]] = {"webrtc": WebRtcFrameVad}
+
+
+def register_frame_vad(name: str, factory: Callable[[int], FrameVad]) -> None:
+    """Add a frame VAD engine; ``factory(mode)`` builds it."""
+    _FRAME_VADS[name] = factory
+
+
+def get_frame_vad(name: str = "webrtc", mode: int = 2) -> FrameVad:
+    """Build the frame VAD called ``name`` (see :func:`frame_vad_names`)."""
+    try:
+        factory = _FRAME_VADS[name]
+    except KeyError:
+        raise VadError(f"unknown frame_vad {name!r}; choose one of {sorted(_FRAME_VADS)}") from None
+    return factory(mode)
+
+
+def frame_vad_names() -> list[str]:
+    return sorted(_FRAME_VADS)
+
+
+# ---------------------------------------------------------------- neural confirmer
+
+
+class SpeechConfirmer(Protocol):
+    """Says whether a stretch of audio holds speech; must be thread-safe."""
+
+    name: str
+
+    def has_speech(self, pcm: bytes, sample_rate: int) -> bool: ...
+
+    def speech_probabilities(self, pcm: bytes, sample_rate: int) -> list[float]: ...
+
+
+def silero_model_path() -> Path:
+    """Path of ``silero_vad.onnx`` inside the installed silero-vad wheel.
+
+    Found with ``find_spec`` so that the package (which imports torch) is never
+    imported.
+    """
+    spec = importlib.util.find_spec("silero_vad")
+    if spec is None or not spec.submodule_search_locations:
+        raise VadUnavailableError(
+            "neural VAD 'silero' needs the silero-vad wheel: `pip install --no-deps silero-vad` "
+            "(plus onnxruntime); or set neural_vad: none"
+        )
+    for location in spec.submodule_search_locations:
+        path = Path(location) / "data" / "silero_vad.onnx"
+        if path.is_file():
+            return path
+    raise VadUnavailableError(f"silero-vad is installed but data/silero_vad.onnx is missing under {list(spec.submodule_search_locations)}")
+
+
+_SILERO_SESSION: onnxruntime.InferenceSession | None = None
+_SILERO_LOCK = threading.Lock()
+
+
+def _silero_session() -> onnxruntime.InferenceSession:
+    """The process-wide ONNX session (onnxruntime's ``run`` is thread-safe)."""
+    global _SILERO_SESSION
+    with _SILERO_LOCK:
+        if _SILERO_SESSION is None:
+            try:
+                import onnxruntime as ort
+            except ImportError as exc:  # pragma: no cover - depends on the install
+                raise VadUnavailableError("neural VAD 'silero' needs `pip install onnxruntime`") from exc
+            options = ort.SessionOptions()
+            # Many sessions share 2 cores; one thread per call is cheapest overall.
+            options.intra_op_num_threads = 1
+            options.inter_op_num_threads = 1
+            session = ort.InferenceSession(str(silero_model_path()), options, providers=["CPUExecutionProvider"])
+            names = {i.name for i in session.get_inputs()}
+            if names != {"input", "state", "sr"}:
+                raise VadUnavailableError(f"unexpected silero_vad.onnx inputs {sorted(names)}; expected input, state, sr")
+            _SILERO_SESSION = session
+        return _SILERO_SESSION
+
+
+class SileroStream:
+    """Streaming Silero state for one audio stream (not shared between threads).
+
+    Feed float32 samples at 16 or 8 kHz with :meth:`push`; it returns the speech
+    probability of each completed 512-sample (256 at 8 kHz) chunk.
+    """
+
+    def __init__(self, sample_rate: int) -> None:
+        if sample_rate not in (8000, 16000):
+            raise VadError(f"Silero runs at 8000 or 16000 Hz, got {sample_rate}")
+        self.sample_rate = sample_rate
+        self.chunk = 512 if sample_rate == 16000 else 256
+        self._context_len = 64 if sample_rate == 16000 else 32
+        self._session = _silero_session()
+        self._sr = np.array(sample_rate, dtype=np.int64)
+        self.reset()
+
+    def reset(self) -> None:
+        self._state = np.zeros((2, 1, 128), dtype=np.float32)
+        self._context = np.zeros(self._context_len, dtype=np.float32)
+        self._pending = np.zeros(0, dtype=np.float32)
+
+    def push(self, samples: np.ndarray) -> list[float]:
+        data = np.concatenate([self._pending, samples.astype(np.float32, copy=False)])
+        probs: list[float] = []
+        n = data.size // self.chunk
+        for i in range(n):
+            chunk = data[i * self.chunk : (i + 1) * self.chunk]
+            x = np.concatenate([self._context, chunk])[np.newaxis, :]
+            out, self._state = self._session.run(None, {"input": x, "state": self._state, "sr": self._sr})
+            self._context = chunk[-self._context_len :]
+            probs.append(float(out[0][0]))
+        self._pending = data[n * self.chunk :]
+        return probs
+
+
+def _to_silero_rate(x: np.ndarray, sample_rate: int) -> tuple[np.ndarray, int]:
+    if sample_rate in (8000, 16000):
+        return x, sample_rate
+    import soxr  # only for unusual input rates
+
+    return soxr.resample(x, sample_rate, 16000).astype(np.float32), 16000
+
+
+class SileroConfirmer:
+    """Silero VAD v5 (ONNX) as the barge-in confirmer.
+
+    Rule for "finds speech": at least ``min_speech_chunks`` *consecutive* 32 ms
+    chunks (512 samples at 16 kHz) with probability >= ``threshold``. Defaults
+    3 and 0.5: ~96 ms of confident speech, which a syllable reaches and
+    stationary noise, clicks and silence do not. Each call starts from a fresh
+    model state, so concurrent calls on the shared session are safe.
+    """
+
+    name = "silero"
+
+    def __init__(self, threshold: float = 0.5, min_speech_chunks: int = 3) -> None:
+        if not 0.0 < threshold < 1.0:
+            raise VadError(f"silero threshold must be in (0, 1), got {threshold}")
+        if min_speech_chunks < 1:
+            raise VadError(f"min_speech_chunks must be >= 1, got {min_speech_chunks}")
+        self.threshold = threshold
+        self.min_speech_chunks = min_speech_chunks
+        _silero_session()  # fail now, not on the first interrupt
+
+    def speech_probabilities(self, pcm: bytes, sample_rate: int) -> list[float]:
+        """Probability of speech for each 32 ms chunk of ``pcm`` (a trailing partial chunk is dropped)."""
+        x, rate = _to_silero_rate(pcm16_to_float(pcm), sample_rate)
+        return SileroStream(rate).push(x)
+
+    def has_speech(self, pcm: bytes, sample_rate: int) -> bool:
+        run = 0
+        for p in self.speech_probabilities(pcm, sample_rate):
+            run = run + 1 if p >= self.threshold else 0
+            if run >= self.min_speech_chunks:
+                return True
+        return False
+
+
+_CONFIRMERS: dict[str, Callable[[], SpeechConfirmer]] = {"silero": SileroConfirmer}
+_NO_CONFIRMER = {None, "", "none", "off"}
+
+
+def register_confirmer(name: str, factory: Callable[[], SpeechConfirmer]) -> None:
+    """Add a neural VAD engine."""
+    _CONFIRMERS[name] = factory
+
+
+def get_confirmer(name: str | None = "silero", *, missing_ok: bool = True) -> SpeechConfirmer | None:
+    """The neural VAD called ``name``; ``None``/``"none"`` means no confirmation.
+
+    The spec confirms candidates only "when the neural VAD is enabled, and its
+    package is installed": with ``missing_ok`` a known engine whose package is
+    missing logs a warning and returns ``None`` (every candidate is confirmed).
+    Unknown names always raise.
+    """
+    if name in _NO_CONFIRMER:
+        return None
+    try:
+        factory = _CONFIRMERS[name]
+    except KeyError:
+        raise VadError(f"unknown neural_vad {name!r}; choose one of {sorted(_CONFIRMERS)} or 'none'") from None
+    try:
+        return factory()
+    except VadUnavailableError as exc:
+        if not missing_ok:
+            raise
+        log.warning("neural VAD disabled: %s", exc)
+        return None
+
+
+def confirmer_names() -> list[str]:
+    return sorted(_CONFIRMERS)
+
+
+# -------------------------------------------------------------------- speech gates
+
+
+class SpeechGate(Protocol):
+    """Stateful per-stream speech/non-speech decision for end-of-turn detection.
+
+    Push consecutive frames of one stream; unlike :class:`FrameVad` it may use
+    context (model state, a noise floor) so it stays quiet on steady noise.
+    """
+
+    name: str
+
+    def push(self, frame: bytes) -> bool: ...
+
+    def reset(self) -> None: ...
+
+
+class SileroGate:
+    """Streaming Silero with hysteresis: enters speech at p >= ``threshold``, leaves below ``release``.
+
+    The decision for a frame is that of the latest completed 32 ms chunk, so it
+    lags the audio by at most one chunk.
+    """
+
+    name = "silero"
+
+    def __init__(self, sample_rate: int, threshold: float = 0.5, release: float = 0.35) -> None:
+        if not 0.0 < release <= threshold < 1.0:
+            raise VadError(f"need 0 < release <= threshold < 1, got release={release}, threshold={threshold}")
+        self.sample_rate = sample_rate
+        self.threshold = threshold
+        self.release = release
+        self._resampler = None
+        rate = sample_rate
+        if sample_rate not in (8000, 16000):
+            import soxr
+
+            self._resampler = soxr.ResampleStream(sample_rate, 16000, 1, dtype="float32")
+            rate = 16000
+        self._stream = SileroStream(rate)
+        self._speaking = False
+        self.last_probability = 0.0
+
+    def push(self, frame: bytes) -> bool:
+        x = pcm16_to_float(frame)
+        if self._resampler is not None:
+            x = self._resampler.resample_chunk(x)
+        for p in self._stream.push(x):
+            self.last_probability = p
+            self._speaking = p >= (self.release if self._speaking else self.threshold)
+        return self._speaking
+
+    def reset(self) -> None:
+        self._stream.reset()
+        self._speaking = False
+        self.last_probability = 0.0
+
+
+class EnergyGate:
+    """WebRTC VAD AND frame level at least ``margin_db`` above an adaptive noise floor.
+
+    The floor is the quietest frame of the last ``floor_window_s`` seconds:
+    speech has pauses between words that keep it low, steady noise pulls it up
+    to the noise level within one window, so a raised noise floor (a browser's
+    fake mic, a fan) stops counting as speech. Frames below ``min_dbfs`` are
+    never speech. The first frame of a stream only seeds the floor.
+
+    Trade-off of ``floor_window_s`` (measured, eSpeak sentence, -44 dBFS noise):
+    noise that starts right after digital silence counts as speech for about
+    one window (1 s: 20 % of a 5 s noise tail, 4 s: 80 %); a shorter window
+    loses speech frames in long loud stretches (speech kept: 1 s 84 %, 4 s 88 %).
+    """
+
+    name = "webrtc+energy"
+
+    def __init__(
+        self,
+        sample_rate: int,
+        frame_ms: int = 30,
+        mode: int = 2,
+        margin_db: float = 10.0,
+        floor_window_s: float = 1.0,
+        min_dbfs: float = -60.0,
+        frame_vad: FrameVad | None = None,
+    ) -> None:
+        self.sample_rate = sample_rate
+        self.margin_db = margin_db
+        self.min_dbfs = min_dbfs
+        self._vad = frame_vad or get_frame_vad("webrtc", mode)
+        self._levels: deque[float] = deque(maxlen=max(1, round(floor_window_s * 1000 / frame_ms)))
+
+    @property
+    def noise_floor_dbfs(self) -> float | None:
+        return min(self._levels) if self._levels else None
+
+    def push(self, frame: bytes) -> bool:
+        level = rms_dbfs(frame)
+        floor = self.noise_floor_dbfs
+        self._levels.append(level)
+        # The frame VAD sees every frame: it adapts to the stream, and skipping
+        # frames would give it a different history than the barge-in counter's.
+        voiced = self._vad.is_speech(frame, self.sample_rate)
+        return voiced and floor is not None and level >= self.min_dbfs and level >= floor + self.margin_db
+
+    def reset(self) -> None:
+        self._levels.clear()
+
+
+class RawFrameGate:
+    """The frame VAD alone (for comparison and for clean, echo-free input)."""
+
+    name = "webrtc"
+
+    def __init__(self, sample_rate: int, mode: int = 2) -> None:
+        self.sample_rate = sample_rate
+        self._vad = get_frame_vad("webrtc", mode)
+
+    def push(self, frame: bytes) -> bool:
+        return self._vad.is_speech(frame, self.sample_rate)
+
+    def reset(self) -> None:
+        pass
+
+
+GateFactory = Callable[[int, int, int], SpeechGate]
+_GATES: dict[str, GateFactory] = {
+    "silero": lambda rate, frame_ms, mode: SileroGate(rate),
+    "webrtc+energy": lambda rate, frame_ms, mode: EnergyGate(rate, frame_ms, mode),
+    "webrtc": lambda rate, frame_ms, mode: RawFrameGate(rate, mode),
+}
+
+
+def register_speech_gate(name: str, factory: GateFactory) -> None:
+    """Add a gate; ``factory(sample_rate, frame_ms, mode)`` builds one per stream."""
+    _GATES[name] = factory
+
+
+def get_speech_gate(name: str = "auto", *, sample_rate: int = 16000, frame_ms: int = 30, mode: int = 2) -> SpeechGate:
+    """A new gate for one stream. ``auto``: ``silero`` if installed, else ``webrtc+energy``."""
+    frame_bytes(sample_rate, frame_ms)  # validates frame_ms
+    if name == "auto":
+        try:
+            return _GATES["silero"](sample_rate, frame_ms, mode)
+        except VadUnavailableError as exc:
+            log.warning("end-of-turn gate falls back to webrtc+energy: %s", exc)
+            return _GATES["webrtc+energy"](sample_rate, frame_ms, mode)
+    try:
+        factory = _GATES[name]
+    except KeyError:
+        raise VadError(f"unknown speech gate {name!r}; choose 'auto' or one of {sorted(_GATES)}") from None
+    return factory(sample_rate, frame_ms, mode)
+
+
+def speech_gate_names() -> list[str]:
+    return ["auto", *sorted(_GATES)]

@@ -148,6 +148,7 @@ class SessionConnection:
         self.wake = asyncio.Event()
         self.asr_lock = asyncio.Lock()  # ASR calls of one session run in order
         self.tasks: set[asyncio.Task] = set()
+        self.saves: list[asyncio.Task] = []
         self.closed = False
 
     def now(self) -> float:
@@ -161,7 +162,9 @@ class SessionConnection:
             elif isinstance(out, StartJob):
                 self._spawn(self._run_job(out.job))
             elif isinstance(out, PersistHistory):
-                self._spawn(asyncio.to_thread(self.histories.save, self.session.project, self.session.uuid, out.history))
+                # Saves are awaited, never cancelled, on close: history must not be lost.
+                save = asyncio.to_thread(self.histories.save, self.session.project, self.session.uuid, out.history)
+                self.saves.append(asyncio.get_running_loop().create_task(save))
         self.wake.set()
 
     def _spawn(self, coro) -> None:
@@ -232,4 +235,7 @@ class SessionConnection:
             for task in [*workers, *self.tasks]:
                 task.cancel()
             await asyncio.gather(*workers, *self.tasks, return_exceptions=True)
+            for result in await asyncio.gather(*self.saves, return_exceptions=True):
+                if isinstance(result, Exception):
+                    log.error("session %s: saving history failed: %s", self.session.session_id, result)
             log.info("session %s closed (%s)", self.session.session_id, self.session.counters)

@@ -136,3 +136,32 @@ def test_sessions_are_listed_for_inspection(client):
         assert len(sessions) == 1 and sessions[0]["mode"] == "barge-in"
         assert client.get(f"/sessions/{sessions[0]['session']}").status_code == 200
     assert client.get("/sessions/nope").status_code == 404
+
+
+def _typed_turn(ws, text):
+    ws.send_text(json.dumps({"type": "input_text", "text": text}))
+    texts = []
+    while True:
+        event = ws.receive_json()
+        if event["type"] == "response.text.delta":
+            texts.append(event["content"])
+        if event["type"] == "response.done":
+            return texts
+
+
+def test_auto_load_restores_history_for_the_same_uuid(tmp_path):
+    config = json.loads(json.dumps(TUTORIAL))
+    config["memory_config"]["save_config"]["auto_load"] = True
+    with TestClient(create_app(ServerSettings(data_dir=tmp_path))) as c:
+        assert create(c, config=config).status_code == 201
+        with c.websocket_connect("/distiller/realtime/acc/demo/alice", headers=AUTH) as ws:
+            assert ws.receive_json()["session"]["history_turns"] == 0
+            _typed_turn(ws, "How do I hedge currency risk?")
+    # A new server process on the same data dir: the history comes back for alice only.
+    with TestClient(create_app(ServerSettings(data_dir=tmp_path))) as c:
+        with c.websocket_connect("/distiller/realtime/acc/demo/alice", headers=AUTH) as ws:
+            assert ws.receive_json()["session"]["history_turns"] > 1
+            texts = _typed_turn(ws, "And bonds?")
+            assert "earlier question about hedge currency risk" in texts[0]
+        with c.websocket_connect("/distiller/realtime/acc/demo/bob", headers=AUTH) as ws:
+            assert ws.receive_json()["session"]["history_turns"] == 0

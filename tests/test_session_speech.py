@@ -1,0 +1,220 @@
+"""Spoken turns and barge-in through the whole session core, on a virtual clock.
+
+Real engines (WebRTC VAD, Silero, Whisper, eSpeak) on the committed speech
+fixtures; no network, no sleeps. Each test streams a microphone in 30 ms chunks
+and reacts to events like the tutorial page: ``playback.started`` at the first
+audio delta, ``response.cancel`` on ``response.interrupted``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from server import protocol as proto
+from server.asr.wer import wer
+from server.config import load_project_config_file
+from server.vad import get_frame_vad
+from server.virtual import JobLatency, open_virtual_session
+
+ROOT = Path(__file__).resolve().parents[1]
+FIX = ROOT / "fixtures"
+TUTORIAL = load_project_config_file(FIX / "configs/bargein_flow_superagent_realtime.yaml").config
+PTT = load_project_config_file(FIX / "configs/pushtotalk_flow_superagent.yaml").config
+CHUNK_S = 0.03
+RATE = 16000
+
+
+def clip(name: str) -> tuple[np.ndarray, dict]:
+    audio, rate = sf.read(FIX / f"{name}.wav", dtype="int16")
+    assert rate == RATE
+    return audio, json.loads((FIX / f"{name}.json").read_text())
+
+
+@dataclass
+class Run:
+    """A scripted client: a mic timeline, and what it saw."""
+
+    vs: object
+    mic: list[np.ndarray] = field(default_factory=list)  # queued clips
+    events: list = field(default_factory=list)
+    sent: list = field(default_factory=list)  # (t, pcm) actually streamed
+    t: float = 0.0
+    cancel_on_interrupt: bool = True
+    playing: bool = False
+
+    def say(self, audio: np.ndarray) -> None:
+        self.mic.append(audio.copy())
+
+    def _next_chunk(self) -> bytes:
+        n = int(RATE * CHUNK_S)
+        out = np.zeros(n, dtype=np.int16)
+        filled = 0
+        while self.mic and filled < n:
+            head = self.mic[0]
+            take = min(n - filled, len(head))
+            out[filled : filled + take] = head[:take]
+            filled += take
+            if take == len(head):
+                self.mic.pop(0)
+            else:
+                self.mic[0] = head[take:]
+        return out.tobytes()
+
+    def _react(self, events) -> None:
+        for e in events:
+            self.events.append(e)
+            kind = e.event["type"]
+            if kind == "response.audio.delta" and not self.playing:
+                self.playing = True
+                self.events += self.vs.deliver(max(e.t, self.vs.now), proto.PlaybackStarted())
+            elif kind == "response.interrupted":
+                self.playing = False
+                if self.cancel_on_interrupt:
+                    self._react(self.vs.deliver(max(e.t, self.vs.now), proto.ResponseCancel()))
+
+    def stream_until(self, t_end: float, stop=None) -> None:
+        """Stream the mic up to ``t_end`` or until ``stop(event)`` is true."""
+        while self.t < t_end - 1e-9:
+            pcm = self._next_chunk()
+            self.t = round(self.t + CHUNK_S, 6)
+            self.sent.append((self.t, pcm))
+            before = len(self.events)
+            self._react(self.vs.deliver(self.t, proto.AudioAppend(pcm)))
+            if stop and any(stop(e.event) for e in self.events[before:]):
+                return
+
+    def first(self, kind: str, after: float = -1.0):
+        return next((e for e in self.events if e.event["type"] == kind and e.t > after), None)
+
+    def all(self, kind: str):
+        return [e for e in self.events if e.event["type"] == kind]
+
+
+def new_run(config=TUTORIAL, **kw) -> Run:
+    vs = open_virtual_session(config, partial_transcripts=False, **kw)
+    vs.start()
+    return Run(vs)
+
+
+def predicted_fire(run: Run, arm_t: float, settings) -> float:
+    """When the spec's counter must fire, from an independent WebRTC pass over
+    exactly the audio the session heard (same mode, same frames, same order)."""
+    vad = get_frame_vad("webrtc", settings.vad_mode)
+    ring: list[bool] = []
+    lockout_end = arm_t + settings.lockout_seconds
+    for t, pcm in run.sent:
+        speech = vad.is_speech(pcm, RATE)
+        if t < arm_t - 1e-9:
+            continue  # not armed yet: not counted
+        ring = (ring + [speech])[-settings.window_size :]
+        if sum(ring) >= settings.threshold and t >= lockout_end - 1e-9:
+            return t
+    raise AssertionError("the counter never reaches the threshold")
+
+
+QUESTION, QMETA = clip("speech/question_currency_heart")
+BONDS, BMETA = clip("speech/interrupt_bonds_joe")
+
+
+def test_spoken_question_is_transcribed_and_answered():
+    run = new_run()
+    run.say(QUESTION)
+    run.stream_until(15, stop=lambda ev: ev["type"] == "response.done")
+    done = run.first("response.audio_transcript.done")
+    assert done is not None and wer(QMETA["text"], done.event["text"]) <= 0.1
+    types = [e.event["type"] for e in run.events]
+    assert types.index("response.audio_transcript.done") < types.index("response.created")
+    assert run.first("response.done").event["status"] == "completed"
+    # End of turn: silence_duration_ms (3.5 s) after the speech ends, not before.
+    offset = QMETA["speech"][0]["offset_s"]
+    assert offset + 3.5 - 0.1 <= done.t <= offset + 3.5 + 0.5
+
+
+def test_barge_in_while_generating_fires_at_the_predicted_frame_and_stops_the_flow():
+    # A slow brain (2 s per agent) keeps the flow generating while the user barges in.
+    run = new_run(latency=JobLatency(agent_s=2.0))
+    run.say(QUESTION)
+    run.stream_until(20, stop=lambda ev: ev["type"] == "response.audio.delta")
+    first_audio = run.first("response.audio.delta")
+    assert first_audio is not None
+    run.stream_until(first_audio.t + 0.6)  # past the 0.5 s lockout
+    run.say(BONDS)
+    run.stream_until(run.t + 12, stop=lambda ev: ev["type"] == "response.created" and run.first("response.interrupted"))
+    interrupted = run.first("response.interrupted")
+    assert interrupted is not None
+    settings = run.vs.session.vad
+    assert interrupted.t == pytest.approx(predicted_fire(run, first_audio.t, settings), abs=1e-6)
+    rid = interrupted.event["response_id"]
+    later = [e for e in run.events if e.t >= interrupted.t and e.event.get("response_id") == rid]
+    assert [e.event["type"] for e in later] == ["response.interrupted", "response.audio.done", "response.done"]
+    assert later[-1].event["status"] == "interrupted"
+    roles = {e.event["role"] for e in run.all("response.text.delta") if e.event["response_id"] == rid}
+    assert roles == {"Stock Planner"}  # later agents of the flow never ran
+    assert 0 < interrupted.event["audio_end_ms"] <= 1000 * (interrupted.t - first_audio.t) + 1
+    # The interrupting speech, from before its onset, is the next turn.
+    nxt = run.first("response.audio_transcript.done", after=interrupted.t)
+    assert nxt is not None and wer(BMETA["text"], nxt.event["text"]) <= 0.1
+    history = run.vs.session.history.turns
+    assistant = [t for t in history if t.role == "assistant"]
+    assert assistant and assistant[0].interrupted and len(assistant[0].text) < len(
+        run.first("response.text.delta").event["content"]
+    )
+
+
+def test_interrupted_response_closes_itself_when_the_client_never_cancels():
+    run = new_run(latency=JobLatency(agent_s=2.0))
+    run.cancel_on_interrupt = False  # the SDK skips cancel_response after an interrupt
+    run.say(QUESTION)
+    run.stream_until(20, stop=lambda ev: ev["type"] == "response.audio.delta")
+    run.stream_until(run.t + 0.6)
+    run.say(BONDS)
+    run.stream_until(run.t + 4, stop=lambda ev: ev["type"] == "response.done")
+    interrupted = run.first("response.interrupted")
+    done = run.first("response.done")
+    assert done.event["status"] == "interrupted"
+    assert done.t == pytest.approx(interrupted.t + 1.0, abs=CHUNK_S + 1e-6)
+
+
+def test_barge_in_after_all_audio_was_sent_is_an_interrupt_alone():
+    run = new_run()  # fast engines: the whole response is sent before the lockout ends
+    run.say(QUESTION)
+    run.stream_until(20, stop=lambda ev: ev["type"] == "response.done")
+    done = run.first("response.done")
+    run.stream_until(run.t + 0.6)
+    run.say(BONDS)
+    run.stream_until(run.t + 3, stop=lambda ev: ev["type"] == "response.interrupted")
+    interrupted = run.first("response.interrupted")
+    assert interrupted is not None and interrupted.event["response_id"] == done.event["response_id"]
+    assert len(run.all("response.done")) == 1  # no second response.done for it
+
+
+def test_noise_during_the_response_never_interrupts():
+    noise, _ = clip("noise/white_-45dBFS")
+    run = new_run()
+    run.say(QUESTION)
+    run.stream_until(20, stop=lambda ev: ev["type"] == "response.audio.delta")
+    run.say(noise)
+    run.stream_until(run.t + len(noise) / RATE)
+    assert run.first("response.interrupted") is None
+    stats = run.vs.session.detector.stats
+    assert stats.fired == 0
+    # WebRTC alone calls this noise speech; the neural confirmation is what drops it.
+    assert stats.dropped > 0
+
+
+def test_push_to_talk_ignores_speech_during_the_response():
+    run = new_run(PTT, latency=JobLatency(agent_s=2.0))
+    run.say(QUESTION)
+    run.stream_until(20, stop=lambda ev: ev["type"] == "response.audio.delta")
+    run.say(BONDS)
+    run.stream_until(run.t + 12, stop=lambda ev: ev["type"] == "response.done")
+    assert run.first("response.interrupted") is None
+    assert run.first("response.done").event["status"] == "completed"
+    assert run.vs.session.counters["ignored_audio_ms"] > 1000 * (len(BONDS) / RATE) * 0.9
+    assert len(run.all("response.audio_transcript.done")) == 1

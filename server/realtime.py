@@ -121,7 +121,7 @@ class RealtimeEndpoint:
             await websocket.close(code=1008)
             return
         try:
-            await SessionConnection(websocket, session, self.histories).run()
+            await SessionConnection(websocket, session, self.histories, self.settings.ping_interval_s).run()
         finally:
             self.registry.remove(session.session_id)
 
@@ -139,8 +139,11 @@ class RealtimeEndpoint:
 class SessionConnection:
     """Runs one session over one accepted WebSocket until either side leaves."""
 
-    def __init__(self, websocket: WebSocket, session: Session, histories: HistoryStore) -> None:
+    def __init__(
+        self, websocket: WebSocket, session: Session, histories: HistoryStore, ping_interval_s: float = PING_INTERVAL_S
+    ) -> None:
         self.ws = websocket
+        self.ping_interval_s = ping_interval_s
         self.session = session
         self.histories = histories
         self.t0 = time.monotonic()
@@ -201,7 +204,7 @@ class SessionConnection:
 
     async def _pinger(self) -> None:
         while True:
-            await asyncio.sleep(PING_INTERVAL_S)
+            await asyncio.sleep(self.ping_interval_s)
             self.outbox.put_nowait(proto.ping())
 
     async def _receiver(self) -> None:

@@ -165,3 +165,13 @@ def test_auto_load_restores_history_for_the_same_uuid(tmp_path):
             assert "earlier question about hedge currency risk" in texts[0]
         with c.websocket_connect("/distiller/realtime/acc/demo/bob", headers=AUTH) as ws:
             assert ws.receive_json()["session"]["history_turns"] == 0
+
+
+def test_keepalive_ping_is_sent_and_pong_accepted(tmp_path):
+    with TestClient(create_app(ServerSettings(data_dir=tmp_path, ping_interval_s=0.05))) as c:
+        create(c)
+        with c.websocket_connect("/distiller/realtime/acc/demo/u1", headers=AUTH) as ws:
+            assert ws.receive_json()["type"] == "session.created"
+            assert ws.receive_json() == {"type": "PING"}
+            ws.send_text('{"type":"PONG"}')
+            assert ws.receive_json() == {"type": "PING"}  # no warning for the PONG in between

@@ -233,3 +233,35 @@ def test_a_new_turn_before_the_cancel_closes_the_interrupted_response_as_interru
     done = [e.event for e in events if e.event["type"] == "response.done"]
     assert done[0]["response_id"] == interrupted.event["response_id"] and done[0]["status"] == "interrupted"
     assert done[1]["status"] == "completed"
+
+
+def test_commits_never_end_a_turn_and_clear_drops_pending_input():
+    run = new_run()
+    run.say(QUESTION)
+    # Commit every 0.3 s like the bridge does: the turn still ends on silence only.
+    while run.t < 5.0:  # the question ends at 3.07 s; its turn would end 3.5 s later
+        run.stream_until(run.t + 0.3)
+        run._react(run.vs.deliver(run.t, proto.AudioCommit()))
+    assert run.first("response.audio_transcript.done") is None
+    run._react(run.vs.deliver(run.t, proto.AudioClear()))
+    run.stream_until(12)
+    assert run.first("response.audio_transcript.done") is None  # the half-heard question is gone
+    assert run.first("response.created") is None
+
+
+def test_synthesis_is_streamed_sentence_by_sentence():
+    from server.session import Send, Session, StartJob
+    from server.engines import build_engines
+    from server.work import SpeechJob, run_job
+
+    session = Session(TUTORIAL, build_engines(TUTORIAL), session_id="s")
+    pending = session.receive(0.0, proto.TextInput("How do I hedge currency risk?"))
+    while not any(isinstance(o, StartJob) and isinstance(o.job, SpeechJob) for o in pending):
+        job = next(o.job for o in pending if isinstance(o, StartJob))
+        pending = session.job_done(0.0, run_job(job))
+    first_speech = next(o.job for o in pending if isinstance(o, StartJob))
+    outputs = session.job_done(0.1, run_job(first_speech))
+    deltas = [o for o in outputs if isinstance(o, Send) and o.event["type"] == "response.audio.delta"]
+    more = [o for o in outputs if isinstance(o, StartJob) and isinstance(o.job, SpeechJob)]
+    # The first sentence's audio goes out while the next sentence is still to be synthesized.
+    assert deltas and len(more) == 1 and more[0].job.text != first_speech.text

@@ -86,6 +86,11 @@ def create_app(settings: ServerSettings) -> Starlette:
         reason = check_key(settings, request.headers)
         return _problem(401, "unauthorized", reason) if reason else None
 
+    async def authed_body(request: Request) -> dict[str, Any] | JSONResponse:
+        """The JSON body of an authorised request, or the error response."""
+        denied = guard(request)
+        return denied if denied is not None else await _json_body(request)
+
     async def validate_key(request: Request) -> JSONResponse:
         if (denied := guard(request)) is not None:
             return denied
@@ -102,9 +107,7 @@ def create_app(settings: ServerSettings) -> Starlette:
         return loaded, None
 
     async def create_project(request: Request) -> JSONResponse:
-        if (denied := guard(request)) is not None:
-            return denied
-        body = await _json_body(request)
+        body = await authed_body(request)
         if isinstance(body, JSONResponse):
             return body
         name = body.get("project")
@@ -127,9 +130,7 @@ def create_app(settings: ServerSettings) -> Starlette:
         )
 
     async def download_project(request: Request) -> JSONResponse:
-        if (denied := guard(request)) is not None:
-            return denied
-        body = await _json_body(request)
+        body = await authed_body(request)
         if isinstance(body, JSONResponse):
             return body
         name = body.get("project")
@@ -142,9 +143,7 @@ def create_app(settings: ServerSettings) -> Starlette:
         return JSONResponse({"project": stored.name, "project_version": str(stored.version), "config": json.dumps(json.dumps(stored.config))})
 
     async def validate_config(request: Request) -> JSONResponse:
-        if (denied := guard(request)) is not None:
-            return denied
-        body = await _json_body(request)
+        body = await authed_body(request)
         if isinstance(body, JSONResponse):
             return body
         loaded, problem = _config_of(body)

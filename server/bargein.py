@@ -124,6 +124,8 @@ class PlaybackTimeline:
         self.last_audio_sent_t: float | None = None
         self.stopped_after_last_t: float | None = None
         self.interrupted_t: float | None = None
+        self._stall_start_t: float | None = None  # a playback.stopped not yet followed by playback.started
+        self._stalled_s = 0.0
         self._deltas: list[tuple[float, float]] = []
         self._end_cache: float | None = None
 
@@ -154,6 +156,10 @@ class PlaybackTimeline:
             self.last_audio_sent_t = t
 
     def on_playback_started(self, t: float) -> None:
+        if self.open and self.first_started_t is not None and self._stall_start_t is not None:
+            # The client's buffer had run dry and refilled: it played nothing meanwhile.
+            self._stalled_s += max(0.0, t - self._stall_start_t)
+            self._stall_start_t = None
         if not self.open or self.first_started_t is not None or self.stopped_after_last_t is not None:
             return
         self.first_started_t = t
@@ -163,6 +169,8 @@ class PlaybackTimeline:
             self.lockout_anchor_t = t
 
     def on_playback_stopped(self, t: float) -> None:
+        if self.open and self.first_started_t is not None and self._stall_start_t is None:
+            self._stall_start_t = t
         if self.open and self.last_audio_sent_t is not None and self.stopped_after_last_t is None:
             self.stopped_after_last_t = t
 
@@ -212,13 +220,19 @@ class PlaybackTimeline:
         end = self.lockout_end()
         return end is not None and t + EPS >= end
 
-    def audio_end_ms(self, t: float) -> int:
-        """Played so far: time since first ``playback.started`` (else first delta), capped by audio sent."""
+    def played_s(self, t: float) -> float:
+        """Audio played by ``t``: time since first ``playback.started`` (else first
+        delta), less the time the client said its playback was stalled (from a
+        ``playback.stopped`` to the next ``playback.started``), capped by audio sent."""
         start = self.playback_start_t
         if start is None:
-            return 0
-        played = min(max(0.0, t - start), self.audio_sent_s)
-        return int(round(played * 1000))
+            return 0.0
+        stalled = self._stalled_s + (max(0.0, t - self._stall_start_t) if self._stall_start_t is not None else 0.0)
+        return min(max(0.0, t - start - stalled), self.audio_sent_s)
+
+    def audio_end_ms(self, t: float) -> int:
+        """:meth:`played_s` in whole milliseconds (``response.interrupted``'s ``audio_end_ms``)."""
+        return int(round(self.played_s(t) * 1000))
 
 
 @dataclass(frozen=True)

@@ -150,6 +150,10 @@ class VadConfig(_Model):
     vad_mode: int = Field(2, ge=0, le=3)
     #: ours: neural VAD that confirms candidates; None (or "none") disables confirmation.
     neural_vad: str | None = "silero"
+    #: ours: echo gate (server/echo.py): a mic frame more than this many dB below
+    #: the loudest response audio around the playback position is echo, not user
+    #: speech, and is not counted. None (or "none") turns the gate off.
+    echo_gate_margin_db: float | None = Field(30.0, ge=0)
 
     @field_validator("threshold")
     @classmethod
@@ -159,7 +163,7 @@ class VadConfig(_Model):
             raise ValueError(f"a number of speech frames from 1 to window_size ({window})")
         return value
 
-    @field_validator("neural_vad", mode="before")
+    @field_validator("neural_vad", "echo_gate_margin_db", mode="before")
     @classmethod
     def _none_disables(cls, value: Any) -> Any:
         if isinstance(value, str) and value.strip().lower() in {"none", "off", ""}:

@@ -17,6 +17,7 @@ from server.agents.brain import Brain, get_brain
 from server.asr.base import AsrEngine
 from server.config import EffectiveSpeech, ProjectConfig
 from server.tts.base import TtsEngine, Voice
+from server.tts.cache import CachedTts
 
 
 @dataclass
@@ -45,7 +46,7 @@ class EngineSet:
         return vad.get_speech_gate(self.turn_gate_name, sample_rate=sample_rate, frame_ms=frame_ms)
 
     def tts_for(self, voice: Voice) -> TtsEngine:
-        return tts.get_tts_engine(voice.engine)
+        return CachedTts(tts.get_tts_engine(voice.engine))
 
 
 def build_engines(config: ProjectConfig, *, brain: str | None = None) -> EngineSet:

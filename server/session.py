@@ -19,6 +19,7 @@ from server.agents.brain import AgentRequest, PriorTurn
 from server.agents.flow import AgentStep, plan_turn
 from server.bargein import BargeIn, BargeInDetector, BargeInSettings
 from server.config import ProjectConfig
+from server.echo import EchoGate, FarEndLevels, level_dbfs
 from server.engines import EngineSet
 from server.history import ConversationHistory
 from server.tts.normalize import normalize_text, split_sentences
@@ -138,6 +139,9 @@ class Session:
             else None
         )
         self.turn_gate = engines.new_turn_gate(self.sample_rate, frame_ms)
+        self.far_end = FarEndLevels(self.output_rate)
+        margin = self.vad.echo_gate_margin_db if self.vad is not None else None
+        self.echo_gate = EchoGate(margin) if margin is not None else None
         self._ids = itertools.count(1)
         self._pending = bytearray()
         self._last_frame_t = float("-inf")
@@ -309,7 +313,7 @@ class Session:
     def _on_frame(self, t: float, frame: bytes, out: list[Output]) -> None:
         armed = False
         if self.detector is not None:
-            speech = self.engines.frame_vad.is_speech(frame, self.sample_rate)
+            speech = self.engines.frame_vad.is_speech(frame, self.sample_rate) and self._maybe_user(t, frame)
             fire = self.detector.feed(t, frame, speech)
             armed = self.detector.armed(t)
             if self.record_trace:
@@ -328,6 +332,14 @@ class Session:
         if speech and self._utterance is not None:
             self._utterance.new_speech_s += self.frame_s
         self._on_turn_event(t, event, out)
+
+    def _maybe_user(self, t: float, frame: bytes) -> bool:
+        """False when the frame is quiet enough to be echo of the response being played."""
+        if self.echo_gate is None or self.detector is None or not self.far_end.levels:
+            return True
+        timeline = self.detector.timeline
+        position = timeline.played_s(t) if timeline.playback_start_t is not None else None
+        return self.echo_gate.near_end_possible(level_dbfs(frame), self.far_end, position)
 
     def _on_turn_event(self, t: float, event: Any, out: list[Output]) -> None:
         if isinstance(event, SpeechStarted):
@@ -444,6 +456,7 @@ class Session:
         self.counters["responses"] += 1
         if self.detector is not None:
             self.detector.new_response()
+        self.far_end.reset()
         out.append(Send(proto.response_created(resp.id)))
         self._next_step(t, resp, out)
 
@@ -510,6 +523,7 @@ class Session:
         duration = len(pcm) / 2 / self.output_rate
         if pcm:
             resp.spans.append(_SpokenSpan(step.name, resp.sentences[resp.sentence], resp.audio_s, resp.audio_s + duration))
+        self.far_end.append(pcm)
         for start in range(0, len(pcm), chunk):
             piece = pcm[start : start + chunk]
             out.append(Send(proto.audio_delta(resp.id, step.name, piece)))

@@ -177,6 +177,19 @@ def test_playback_started_sets_start_of_estimate_and_audio_end() -> None:
     assert tl.audio_end_ms(60.0) == 4000  # capped by audio sent
 
 
+def test_audio_end_ms_leaves_out_stalls_the_client_reported() -> None:
+    tl = PlaybackTimeline(lockout_seconds=1.0, grace_period_seconds=3.0)
+    tl.new_response()
+    tl.on_audio_sent(0.5, 2.0)
+    tl.on_playback_started(0.5)
+    tl.on_playback_stopped(2.5)  # buffer ran dry after 2 s of audio
+    assert tl.audio_end_ms(3.0) == 2000  # nothing played while stalled
+    tl.on_audio_sent(3.2, 2.0)
+    tl.on_playback_started(3.25)
+    assert tl.audio_end_ms(4.25) == 3000  # 2 s before the stall + 1 s after it
+    assert tl.armed(4.25)  # a stall mid-response does not disarm
+
+
 def test_late_playback_started_does_not_restart_an_elapsed_lockout() -> None:
     tl = PlaybackTimeline(lockout_seconds=1.0, grace_period_seconds=3.0)
     tl.on_audio_sent(0.0, 5.0)

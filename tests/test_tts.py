@@ -441,3 +441,30 @@ def test_speech_is_intelligible_to_whisper(whisper, engine_name: str, cloud_voic
     heard = " ".join(s.text for s in segments)
     # eSpeak is robotic (Whisper slips on a word or two); the neural voice should be near perfect.
     assert _recall(text, heard) >= (0.9 if engine_name == "hibari" else 0.7), heard
+
+
+def test_cache_answers_repeats_and_stays_bounded():
+    from server.tts.base import Voice
+    from server.tts.cache import CachedTts, SynthesisCache
+
+    class Counting:
+        name = "counting"
+        calls = 0
+
+        def voice_for(self, language, cloud_voice):
+            return Voice("counting", "v", language or "en-US")
+
+        def synthesize(self, text, voice, sample_rate):
+            Counting.calls += 1
+            return bytes(len(text) * 100) + bytes([Counting.calls % 256, 0])
+
+    cache = SynthesisCache(max_bytes=5000)
+    tts = CachedTts(Counting(), cache)
+    voice = tts.voice_for("en-US", None)
+    first = tts.synthesize("hello there", voice, 16000)
+    assert tts.synthesize("hello there", voice, 16000) == first and Counting.calls == 1
+    assert tts.synthesize("hello there", voice, 24000) != first  # rate is part of the key
+    for i in range(10):
+        tts.synthesize(f"sentence number {i}", voice, 16000)
+    assert cache._bytes <= 5000
+    assert tts.synthesize("hello there", voice, 16000) != first  # evicted, made again

@@ -117,13 +117,15 @@ class PacedSender:
     def mark(self, kind: str, **fields: Any) -> None:
         self.result["events"].append({"type": f"client:{kind}", "audio_s": self.audio_s, **fields})
 
-    async def send(self, chunk: bytes, *, bypass_sdk_gate: bool = False) -> None:
+    async def send(self, chunk: bytes, *, bypass_sdk_gate: bool = False, paced: bool = True) -> None:
         loop = asyncio.get_running_loop()
         if self._t0 is None:
             self._t0 = loop.time()
         delay = self._t0 + self.sent * CHUNK_MS / 1000 - loop.time()
-        if delay > 0:
+        if paced and delay > 0:
             await asyncio.sleep(delay)
+        elif not paced:
+            self._t0 -= CHUNK_MS / 1000  # a burst does not delay the paced chunks after it
         if bypass_sdk_gate:
             await self.session.send(InputAudioAppendEvent(audio=base64.b64encode(chunk).decode()))
         else:
@@ -198,13 +200,16 @@ async def run_mode(
 
     # ptt: push the interrupt past the SDK's gate while the response is active.
     # Only while the response is active: once response.done is in, the SDK lets
-    # audio through again and speech is a legitimate new turn.
+    # audio through again and speech is a legitimate new turn. Audio goes out
+    # ahead of real time, so a response is active for well under a second: the
+    # utterance goes out as one burst of 30 ms chunks (the protocol allows any
+    # pace) so that all of it reaches the server while the response is active.
     sender.mark("interrupt_start", wav=args.interrupt_wav, bypass_sdk_gate=True)
     sent_during_response = 0
     for chunk in chunks(interrupt):
         if obs.responses_done:
             break
-        await sender.send(chunk, bypass_sdk_gate=True)
+        await sender.send(chunk, bypass_sdk_gate=True, paced=False)
         sent_during_response += 1
     sender.mark("interrupt_end", sent_during_response_s=round(sent_during_response * CHUNK_MS / 1000, 3))
     finished = await stream_until(sender, obs, lambda: obs.responses_done >= 1, cap)

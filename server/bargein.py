@@ -43,6 +43,11 @@ class BargeInSettings:
     next turn starts that long before the onset. ``onset_min_run_ms`` (ours):
     the onset is the start of the earliest run of at least this much
     consecutive speech in the window, so a click does not count as the onset.
+    ``onset_max_gap_ms`` and ``onset_lookback_ms`` (ours): speech runs before
+    the window that end less than ``onset_max_gap_ms`` before the onset belong
+    to the same utterance ("Stop, ... tell me about bonds": the pause after
+    "Stop" can push "Stop" out of the window before it fires), so the onset
+    moves back to them, at most ``onset_lookback_ms`` before the window.
     """
 
     frame_ms: int = 30
@@ -53,6 +58,8 @@ class BargeInSettings:
     silero_min_samples_seconds: float = 1.5
     prefix_padding_ms: int = 300
     onset_min_run_ms: int = 90
+    onset_max_gap_ms: int = 600
+    onset_lookback_ms: int = 2000
 
     def __post_init__(self) -> None:
         if self.frame_ms not in (10, 20, 30):
@@ -63,7 +70,10 @@ class BargeInSettings:
             raise BargeInConfigError(
                 f"vad.threshold must be an integer in 1..window_size ({self.window_size}), got {self.threshold!r}"
             )
-        for name in ("lockout_seconds", "grace_period_seconds", "silero_min_samples_seconds", "prefix_padding_ms", "onset_min_run_ms"):
+        for name in (
+            "lockout_seconds", "grace_period_seconds", "silero_min_samples_seconds", "prefix_padding_ms",
+            "onset_min_run_ms", "onset_max_gap_ms", "onset_lookback_ms",
+        ):
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or value < 0 or math.isnan(value):
                 raise BargeInConfigError(f"{name} must be a number >= 0, got {value!r}")
@@ -292,7 +302,13 @@ class BargeInDetector:
         self.stats = BargeInStats()
         self._ring: deque[tuple[float, bool]] = deque(maxlen=settings.window_size)
         self._speech_in_ring = 0
-        keep_s = max(settings.window_size * settings.frame_s + settings.prefix_padding_ms / 1000.0, settings.confirm_window_s)
+        lookback_frames = math.ceil(settings.onset_lookback_ms / settings.frame_ms - EPS)
+        # Armed decisions, the window's and up to onset_lookback_ms before it, for the onset.
+        self._history: deque[tuple[float, bool]] = deque(maxlen=settings.window_size + lookback_frames)
+        keep_s = max(
+            settings.window_size * settings.frame_s + (settings.onset_lookback_ms + settings.prefix_padding_ms) / 1000.0,
+            settings.confirm_window_s,
+        )
         self._audio: deque[tuple[float, bytes]] = deque(maxlen=math.ceil(keep_s / settings.frame_s - EPS) + 1)
 
     # -- playback events (delegated to the timeline) --
@@ -352,6 +368,7 @@ class BargeInDetector:
         if len(self._ring) == self._ring.maxlen and self._ring[0][1]:
             self._speech_in_ring -= 1
         self._ring.append((t, bool(is_speech)))
+        self._history.append((t, bool(is_speech)))
         self._speech_in_ring += bool(is_speech)
         if self._speech_in_ring < self.settings.threshold or not self.timeline.lockout_over(t):
             return None
@@ -385,29 +402,45 @@ class BargeInDetector:
 
     def _clear_ring(self) -> None:
         self._ring.clear()
+        self._history.clear()
         self._speech_in_ring = 0
 
     def _onset(self) -> float:
-        """Start of the speech that fired: the earliest run in the window of
-        ``onset_min_run_ms`` consecutive speech frames (else the earliest speech frame).
+        """Start of the speech that fired.
 
-        All speech in the window counts, pauses included: "Stop, ... tell me
-        about bonds" has a 0.4 s pause, and the next utterance must keep "Stop".
+        First the earliest run in the window of ``onset_min_run_ms`` consecutive
+        speech frames (else the earliest speech frame), from where that run
+        really starts (it may have begun before the window). Then earlier runs
+        of at least ``onset_min_run_ms`` that end within ``onset_max_gap_ms`` of
+        the onset, before the window too, are the same utterance: the onset
+        moves back to them. All speech in the window counts, pauses included.
         """
+        frames = list(self._history)
+        frame_s = self.settings.frame_s
         min_run = max(1, math.ceil(self.settings.onset_min_run_ms / self.settings.frame_ms - EPS))
-        run = 0
-        first_speech_t: float | None = None
-        for i, (frame_t, speech) in enumerate(self._ring):
+        max_gap = math.floor(self.settings.onset_max_gap_ms / self.settings.frame_ms + EPS)
+        runs: list[tuple[int, int]] = []  # (first, last) indices of consecutive speech
+        for i, (_, speech) in enumerate(frames):
             if not speech:
-                run = 0
                 continue
-            run += 1
-            if first_speech_t is None:
-                first_speech_t = frame_t
-            if run >= min_run:
-                return self._ring[i - run + 1][0] - self.settings.frame_s
-        assert first_speech_t is not None  # the ring holds >= threshold >= 1 speech frames
-        return first_speech_t - self.settings.frame_s
+            if runs and runs[-1][1] == i - 1:
+                runs[-1] = (runs[-1][0], i)
+            else:
+                runs.append((i, i))
+        window_start = len(frames) - len(self._ring)
+        chosen = next(
+            (k for k, (first, last) in enumerate(runs) if last >= window_start and last - max(first, window_start) + 1 >= min_run),
+            None,
+        )
+        if chosen is None:  # no long run: the earliest speech frame in the window
+            chosen = next(k for k, (_, last) in enumerate(runs) if last >= window_start)
+        start = runs[chosen][0]
+        for first, last in reversed(runs[:chosen]):
+            if start - last - 1 > max_gap:
+                break
+            if last - first + 1 >= min_run:
+                start = first
+        return frames[start][0] - frame_s
 
     def _recent_audio(self, since_t: float) -> tuple[float, bytes]:
         """Kept input from ``since_t`` (or the oldest kept sample) to the newest frame."""

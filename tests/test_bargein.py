@@ -261,6 +261,29 @@ def test_onset_audio_and_audio_end_ms() -> None:
     assert hit.audio_end_ms == round((t_of(84) - t_of(52)) * 1000)
 
 
+def test_onset_reaches_back_over_a_pause_that_left_the_window() -> None:
+    # "Stop," (frames 60..73), a 0.36 s pause (74..85), then "tell me about bonds" (86..).
+    s = TUTORIAL
+    det = responding(s, audio_s=20.0, started_at=0.0)
+    speech = lambda k: 60 <= k <= 73 or k >= 86
+    hits = feed_frames(det, speech, 1, 200)
+    fired = hits[0][0]
+    assert fired == first_fire_frame(s, speech, 0.5, 200)
+    assert fired - s.window_size + 1 > 73  # "Stop" has left the window when it fires
+    hit = hits[0][1]
+    assert hit.onset_t == pytest.approx(t_of(59))  # ...but the onset is still where "Stop" starts
+    samples = np.frombuffer(hit.audio, dtype="<i2")
+    assert samples[0] == 50  # from 300 ms (10 frames) before the onset
+
+
+def test_onset_does_not_reach_back_over_a_long_gap() -> None:
+    s = TUTORIAL
+    det = responding(s, audio_s=20.0, started_at=0.0)
+    speech = lambda k: 30 <= k <= 35 or k >= 60  # 0.72 s of silence before the real speech
+    hit = feed_frames(det, speech, 1, 200)[0][1]
+    assert hit.onset_t == pytest.approx(t_of(59))
+
+
 class _Confirmer:
     name = "scripted"
 

@@ -26,6 +26,7 @@ from server.asr import (
 )
 from server.asr.vosk import MODEL_ENV_VAR, VoskAsr, VoskModelMissingError
 from server.asr.wer import normalize_words, wer, word_errors
+from server.asr.whisper import FULL_WINDOW_FRAMES, WhisperAsr, encoder_frames, max_new_tokens
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 SPEECH = sorted((FIXTURES / "speech").glob("*.wav"))
@@ -173,6 +174,68 @@ def test_whisper_accepts_24khz_and_rejects_odd_bytes(whisper):
     assert wer(meta["text"], whisper.transcribe("g", audio24, 24000, final=True)) <= 0.1
     with pytest.raises(ValueError, match="even number of bytes"):
         whisper.transcribe("g", pcm[:-1], 16000, final=True)
+
+
+# --- Whisper short encoder window ---------------------------------------------
+
+
+def test_encoder_frames_is_the_window_or_the_audio_plus_margin():
+    second = 16000
+    # Short audio: the minimum window.
+    assert encoder_frames(3 * second, window_s=15.0, margin_s=1.0) == 1500
+    # Audio longer than the window: its own frames (3 s = 301 with the edge frame) + 1 s, rounded to even.
+    assert encoder_frames(20 * second, window_s=15.0, margin_s=1.0) == 2102
+    assert encoder_frames(3 * second, window_s=1.0, margin_s=1.0) == 402
+    assert all(encoder_frames(n, window_s=1.0, margin_s=0.5) % 2 == 0 for n in range(0, 5 * second, 997))
+    # Never more than Whisper's 30 s: at that size the stock decoder path takes over.
+    assert encoder_frames(29 * second, window_s=15.0, margin_s=1.0) == FULL_WINDOW_FRAMES
+    assert encoder_frames(0, window_s=30.0, margin_s=0.0) == FULL_WINDOW_FRAMES
+    with pytest.raises(ValueError, match="n_samples"):
+        encoder_frames(-1, window_s=15.0, margin_s=1.0)
+
+
+def test_max_new_tokens_grows_with_audio_and_is_capped():
+    assert max_new_tokens(0.0) == 16
+    assert max_new_tokens(4.0) == 40
+    assert max_new_tokens(1000.0) == 224  # half the decoder context
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [({"window_s": 0.5}, "window_s must be between 1 and 30"), ({"partial_window_s": 31}, "partial_window_s"),
+     ({"window_margin_s": -1}, "window_margin_s"), ({"final_beam_size": 0}, "final_beam_size")],
+)
+def test_whisper_rejects_bad_window_options(options, message):
+    with pytest.raises(ValueError, match=message):
+        WhisperAsr(**options)
+
+
+@pytest.mark.parametrize("name", ["backchannel_okay_joe", "backchannel_uh_huh_heart"])
+def test_whisper_hears_one_word_backchannels(whisper, name):
+    # One-word clips are where a too-short encoder window breaks first (loops, "Aha").
+    pcm, meta = load(FIXTURES / "speech" / f"{name}.wav")
+    for final in (False, True):
+        assert wer(meta["text"], whisper.transcribe(name, pcm, 16000, final=final)) <= 0.1
+
+
+def test_whisper_short_window_matches_the_stock_30s_window(whisper):
+    stock = get_asr_engine("whisper", window_s=30.0, partial_window_s=30.0)
+    assert max(whisper.window_s, whisper.partial_window_s) < 30.0
+    for name in ("interrupt_gold_heart", "question_volatility_heart"):
+        pcm, _ = load(FIXTURES / "speech" / f"{name}.wav")
+        for final in (False, True):
+            assert normalize_words(whisper.transcribe(name, pcm, 16000, final=final)) == normalize_words(
+                stock.transcribe(name, pcm, 16000, final=final)
+            )
+
+
+def test_whisper_audio_longer_than_the_window_still_decodes(whisper):
+    # 21 s of silence after the speech: the encoder window grows past 20 s (to ~26 s).
+    pcm, meta = load(FIXTURES / "speech" / "interrupt_rates_joe.wav")
+    long = pcm + bytes(21 * 16000 * 2)
+    frames = encoder_frames(len(long) // 2, window_s=whisper.window_s, margin_s=whisper.window_margin_s)
+    assert whisper.window_s * 100 < frames < FULL_WINDOW_FRAMES
+    assert wer(meta["text"], whisper.transcribe("long", long, 16000, final=True)) <= 0.1
 
 
 # --- PocketSphinx -------------------------------------------------------------

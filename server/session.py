@@ -24,6 +24,7 @@ from server.engines import EngineSet
 from server.history import ConversationHistory
 from server.tts.normalize import normalize_text, split_sentences
 from server.turns import SpeechStarted, TurnDetector, TurnEnded
+from server.vad import Framer
 from server.work import AgentJob, AgentText, Job, JobFailed, JobResult, SpeechAudio, SpeechJob, Transcript, TranscribeJob
 
 log = logging.getLogger("refinery.session")
@@ -124,7 +125,7 @@ class Session:
         self.output_rate = config.audio_config.tts.sample_rate
         self.vad = config.barge_in  # None: push-to-talk
         frame_ms = self.vad.frame_ms if self.vad else 30
-        self.frame_bytes = self.sample_rate * frame_ms // 1000 * 2
+        self.framer = Framer(self.sample_rate, frame_ms)
         self.frame_s = frame_ms / 1000
         asr = config.audio_config.asr
         self.turns = TurnDetector(
@@ -143,7 +144,6 @@ class Session:
         margin = self.vad.echo_gate_margin_db if self.vad is not None else None
         self.echo_gate = EchoGate(margin) if margin is not None else None
         self._ids = itertools.count(1)
-        self._pending = bytearray()
         self._last_frame_t = float("-inf")
         self._utterance: _Utterance | None = None
         self._response: _Response | None = None
@@ -218,7 +218,7 @@ class Session:
         elif isinstance(msg, proto.ResponseCancel):
             self._on_cancel(t, out)
         elif isinstance(msg, proto.AudioClear):
-            self._pending.clear()
+            self.framer.reset()
             self.turns.clear()
             self._drop_utterance()
         # commit, session.update and PONG need nothing: commits never end a turn.
@@ -297,18 +297,14 @@ class Session:
             # Push-to-talk: the user interrupts only with response.cancel.
             self.counters["ignored_audio_ms"] += len(pcm) / 2 / self.sample_rate * 1000
             return
-        self._pending.extend(pcm)
-        n_frames = len(self._pending) // self.frame_bytes
-        for k in range(n_frames):
-            frame = bytes(self._pending[k * self.frame_bytes : (k + 1) * self.frame_bytes])
-            # Frames of one chunk arrived together: date each by where it ends in
-            # the chunk, never later than now and never before the previous one.
-            # Each frame gets its own time, so onsets and prefix padding stay exact
-            # even when a client sends audio faster than real time.
-            frame_t = max(self._last_frame_t + self.frame_s, t - (n_frames - 1 - k) * self.frame_s)
+        for frame in self.framer.push(t, pcm):
+            # Frames of one chunk arrived together and are dated back from its
+            # arrival; a client sending faster than real time would squeeze them
+            # together, so each gets at least a frame's time after the previous
+            # one and onsets and prefix padding stay exact.
+            frame_t = max(self._last_frame_t + self.frame_s, frame.t)
             self._last_frame_t = frame_t
-            self._on_frame(frame_t, frame, out)
-        del self._pending[: n_frames * self.frame_bytes]
+            self._on_frame(frame_t, frame.pcm, out)
 
     def _on_frame(self, t: float, frame: bytes, out: list[Output]) -> None:
         armed = False

@@ -426,7 +426,8 @@ class Session:
                 self._record_assistant(last, played_s=audio_end_ms / 1000, out=out)
         # The speech that fired starts the user's next turn, from prefix padding before its onset.
         self._drop_utterance()
-        self._utterance = _Utterance(f"utt_{next(self._ids)}")
+        # The speech heard so far is enough for a first partial right away.
+        self._utterance = _Utterance(f"utt_{next(self._ids)}", new_speech_s=PARTIAL_EVERY_S)
         self.turn_gate.reset()
         self.turns.begin_with(fire.onset_t, fire.audio, fire.audio_start_t)
 

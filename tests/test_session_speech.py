@@ -273,3 +273,16 @@ def test_synthesis_is_streamed_sentence_by_sentence():
     more = [o for o in outputs if isinstance(o, StartJob) and isinstance(o.job, SpeechJob)]
     # The first sentence's audio goes out while the next sentence is still to be synthesized.
     assert deltas and len(more) == 1 and more[0].job.text != first_speech.text
+
+
+def test_a_barge_in_turn_gets_a_partial_transcript_at_once():
+    vs = open_virtual_session(TUTORIAL, latency=JobLatency(agent_s=2.0))  # partials on
+    vs.start()
+    run = Run(vs)
+    run.ask_then_interrupt()
+    run.stream_until(run.t + 3, stop=lambda ev: ev["type"] == "response.audio_transcript.delta" and run.first("response.interrupted"))
+    interrupted = run.first("response.interrupted")
+    partial = run.first("response.audio_transcript.delta", after=interrupted.t - 1e-9)
+    assert partial is not None and "stop" in partial.event["text"].lower()
+    # Asked with the frame after the interrupt; done after the modelled partial latency.
+    assert partial.t <= interrupted.t + CHUNK_S + JobLatency().transcribe_partial_s + 1e-6

@@ -17,7 +17,7 @@ from typing import Any, Union
 from server import protocol as proto
 from server.agents.brain import AgentRequest, PriorTurn
 from server.agents.flow import AgentStep, plan_turn
-from server.bargein import BargeIn, BargeInDetector, BargeInSettings
+from server.bargein import BargeIn, BargeInDetector, BargeInSettings, PlaybackTimeline
 from server.config import ProjectConfig
 from server.echo import EchoGate, FarEndLevels, level_dbfs
 from server.engines import EngineSet
@@ -139,6 +139,13 @@ class Session:
             if self.vad is not None
             else None
         )
+        # What the client is playing: the detector's timeline in barge-in mode;
+        # in push-to-talk, one with no lockout or grace, to know when it ends.
+        if self.detector is not None:
+            self.playback = self.detector.timeline
+        else:
+            self.playback = PlaybackTimeline(lockout_seconds=0.0, grace_period_seconds=0.0)
+            self.playback.close()
         self.turn_gate = engines.new_turn_gate(self.sample_rate, frame_ms)
         self.far_end = FarEndLevels(self.output_rate)
         margin = self.vad.echo_gate_margin_db if self.vad is not None else None
@@ -210,11 +217,9 @@ class Session:
             self._add_user_turn(msg.text, out)
             self._start_response(t, msg.text, out)
         elif isinstance(msg, proto.PlaybackStarted):
-            if self.detector is not None:
-                self.detector.on_playback_started(t)
+            self.playback.on_playback_started(t)
         elif isinstance(msg, proto.PlaybackStopped):
-            if self.detector is not None:
-                self.detector.on_playback_stopped(t)
+            self.playback.on_playback_stopped(t)
         elif isinstance(msg, proto.ResponseCancel):
             self._on_cancel(t, out)
         elif isinstance(msg, proto.AudioClear):
@@ -293,8 +298,10 @@ class Session:
         return self._response is not None and self._response.status != "closed"
 
     def _on_audio(self, t: float, pcm: bytes, out: list[Output]) -> None:
-        if self.vad is None and self._response_active():
-            # Push-to-talk: the user interrupts only with response.cancel.
+        if self.vad is None and (self._response_active() or self.playback.armed(t)):
+            # Push-to-talk: the user interrupts only with response.cancel, and the
+            # mic does not talk over the answer while the client is still playing
+            # it (audio goes out ahead of real time, so that outlasts response.done).
             self.counters["ignored_audio_ms"] += len(pcm) / 2 / self.sample_rate * 1000
             return
         for frame in self.framer.push(t, pcm):
@@ -452,7 +459,9 @@ class Session:
         self._last_response = resp
         self.counters["responses"] += 1
         if self.detector is not None:
-            self.detector.new_response()
+            self.detector.new_response()  # also empties its window
+        else:
+            self.playback.new_response()
         self.far_end.reset()
         out.append(Send(proto.response_created(resp.id)))
         self._next_step(t, resp, out)
@@ -524,8 +533,7 @@ class Session:
         for start in range(0, len(pcm), chunk):
             piece = pcm[start : start + chunk]
             out.append(Send(proto.audio_delta(resp.id, step.name, piece)))
-            if self.detector is not None:
-                self.detector.on_audio_sent(t, len(piece) / 2 / self.output_rate)
+            self.playback.on_audio_sent(t, len(piece) / 2 / self.output_rate)
         resp.audio_s += duration
         resp.sentence += 1
         if resp.sentence < len(resp.sentences):
@@ -554,11 +562,13 @@ class Session:
         resp = self._response
         if resp is not None and resp.status in ("generating", "interrupted"):
             if resp.status == "generating":
-                played = self.detector.timeline.audio_end_ms(t) / 1000 if self.detector else resp.audio_s
-                self._record_assistant(resp, played_s=played, out=out, interrupted=True)
+                self._record_assistant(resp, played_s=self.playback.played_s(t), out=out, interrupted=True)
             self._close_response(t, "interrupted" if resp.status == "interrupted" else "cancelled", out)
+        # The client stopped playing: nothing left to interrupt or to talk over.
         if self.detector is not None:
-            self.detector.end_response()  # the client stopped playing: nothing left to interrupt
+            self.detector.end_response()
+        else:
+            self.playback.close()
 
     def _close_response(self, t: float, status: str, out: list[Output]) -> None:
         resp = self._response
@@ -574,8 +584,8 @@ class Session:
         resp.close_deadline = None
         out.append(Send(proto.audio_done(resp.id)))
         out.append(Send(proto.response_done(resp.id, status)))
-        if self.detector is not None and status == "completed":
-            self.detector.on_response_audio_complete(t)
+        if status == "completed":
+            self.playback.on_response_audio_complete(t)
         self._response = None
 
     # -- history ------------------------------------------------------------

@@ -286,3 +286,21 @@ def test_a_barge_in_turn_gets_a_partial_transcript_at_once():
     assert partial is not None and "stop" in partial.event["text"].lower()
     # Asked with the frame after the interrupt; done after the modelled partial latency.
     assert partial.t <= interrupted.t + CHUNK_S + JobLatency().transcribe_partial_s + 1e-6
+
+
+def test_push_to_talk_ignores_speech_until_playback_ends_then_listens():
+    run = new_run(PTT)
+    run.say(QUESTION)
+    run.stream_until(20, stop=lambda ev: ev["type"] == "response.done")
+    done = run.first("response.done")
+    played_until = run.vs.session.playback.estimated_playback_end()
+    assert played_until > done.t + 5  # audio went out far ahead of real time
+    run.say(BONDS)  # right after response.done, while the answer still plays
+    run.stream_until(run.t + len(BONDS) / RATE + 4)
+    assert len(run.all("response.audio_transcript.done")) == 1
+    assert run.vs.session.counters["ignored_audio_ms"] >= 1000 * len(BONDS) / RATE * 0.9
+    run.stream_until(played_until + 0.1)
+    run.say(BONDS)  # after the answer has played out: a new turn
+    run.stream_until(run.t + 8, stop=lambda ev: ev["type"] == "response.audio_transcript.done")
+    last = run.all("response.audio_transcript.done")
+    assert len(last) == 2 and wer(BMETA["text"], last[-1].event["text"]) <= 0.1

@@ -267,11 +267,9 @@ class Session:
 
     def close(self) -> None:
         """The client is gone: drop all pending work."""
+        self._drop_utterance()
         self._jobs.clear()
-        if self._utterance is not None:
-            self.engines.asr.forget(self._utterance.id)
         self._response = None
-        self._utterance = None
 
     def inspect(self) -> dict[str, Any]:
         """A snapshot of the state, for the simulator's reports and debugging."""
@@ -286,7 +284,7 @@ class Session:
                 "speech_in_window": self.detector.speech_in_window,
                 "threshold": self.detector.settings.threshold,
                 "window_size": self.detector.settings.window_size,
-                "stats": vars(self.detector.stats),
+                "stats": dict(vars(self.detector.stats)),
             },
             "counters": dict(self.counters),
             "history_turns": len(self.history.turns),

@@ -20,7 +20,7 @@ from starlette.responses import JSONResponse
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from server import protocol as proto
-from server.config import ConfigError, load_project_config
+from server.config import load_project_config
 from server.engines import build_engines
 from server.history import HistoryStore
 from server.projects import NAME_RE, ProjectStore, UnknownProject
@@ -110,7 +110,7 @@ class RealtimeEndpoint:
         await websocket.accept()
         try:
             session = await asyncio.to_thread(self._open_session, stored, uuid)
-        except (ConfigError, ValueError, OSError, ImportError) as exc:
+        except Exception as exc:  # any engine that cannot start (a Vosk model missing, ...) ends here
             message = f"cannot start a session for project {name!r}: {exc}"
             log.error(message)
             await websocket.send_text(json.dumps(proto.error("session_setup_failed", message)))

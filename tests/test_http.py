@@ -175,3 +175,22 @@ def test_keepalive_ping_is_sent_and_pong_accepted(tmp_path):
             assert ws.receive_json() == {"type": "PING"}
             ws.send_text('{"type":"PONG"}')
             assert ws.receive_json() == {"type": "PING"}  # no warning for the PONG in between
+
+
+def test_a_session_whose_engine_cannot_start_gets_a_clear_error(tmp_path, monkeypatch):
+    monkeypatch.delenv("REFINERY_VOSK_MODEL", raising=False)
+    config = json.loads(json.dumps(TUTORIAL))
+    config["audio_config"]["asr"]["engine"] = "vosk"  # chosen, but no model anywhere
+    with TestClient(create_app(ServerSettings(data_dir=tmp_path))) as c:
+        assert create(c, config=config).status_code == 201
+        with c.websocket_connect("/distiller/realtime/acc/demo/u1", headers=AUTH) as ws:
+            event = ws.receive_json()
+            assert event["type"] == "error" and event["error_detail"]["code"] == "session_setup_failed"
+            assert "REFINERY_VOSK_MODEL" in event["error_detail"]["message"]
+            with pytest.raises(WebSocketDisconnect) as closed:
+                ws.receive_json()
+            assert closed.value.code == 1011
+        # The server goes on serving other projects.
+        assert create(c, name="ok").status_code == 201
+        with c.websocket_connect("/distiller/realtime/acc/ok/u1", headers=AUTH) as ws:
+            assert ws.receive_json()["type"] == "session.created"

@@ -16,6 +16,7 @@ from starlette.routing import Route, WebSocketRoute
 
 from server import __version__
 from server.config import ConfigError, ConfigIssue, load_project_config
+from server.engines import engine_name_issues
 from server.history import HistoryStore
 from server.projects import NAME_RE, ProjectStore, UnknownProject
 from server.realtime import RealtimeEndpoint, SessionRegistry
@@ -101,6 +102,8 @@ def create_app(settings: ServerSettings) -> Starlette:
             return None, _problem(422, "invalid_config", "request has no 'config' field; send the project YAML as a JSON object")
         try:
             loaded = load_project_config(body["config"])
+            if issues := engine_name_issues(loaded.config):
+                raise ConfigError(issues)
         except ConfigError as err:
             message = "invalid project config:\n" + "\n".join(i.message for i in err.issues)
             return None, _problem(422, "invalid_config", message, issues=_issues_json(err.issues))

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from server import asr, tts, vad
 from server.agents.brain import Brain, get_brain
 from server.asr.base import AsrEngine
-from server.config import EffectiveSpeech, ProjectConfig
+from server.config import ConfigIssue, EffectiveSpeech, ProjectConfig
 from server.tts.base import TtsEngine, Voice
 from server.tts.cache import CachedTts
 
@@ -78,3 +78,22 @@ def build_engines(config: ProjectConfig, *, brain: str | None = None) -> EngineS
         if speech.enable_speech:
             engines.voices[name] = engines.voice_for(speech)
     return engines
+
+
+def engine_name_issues(config: ProjectConfig) -> list[ConfigIssue]:
+    """Engine names in the config that no registry knows, as config problems,
+    so that a typo is a 422 at ``create_project`` and not a failed session later."""
+    issues = []
+    audio = config.audio_config
+
+    def check(path: str, name: str | None, known: list[str]) -> None:
+        if name is not None and name not in known:
+            issues.append(ConfigIssue(path, repr(name), f"one of {', '.join(known)}"))
+
+    check("audio_config.asr.engine", audio.asr.engine, asr.available_asr_engines())
+    check("audio_config.tts.engine", audio.tts.engine, tts.available_tts_engines())
+    if audio.vad is not None:
+        check("audio_config.vad.frame_vad", audio.vad.frame_vad, vad.frame_vad_names())
+        check("audio_config.vad.neural_vad", audio.vad.neural_vad, vad.confirmer_names())
+    return issues
+

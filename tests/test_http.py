@@ -194,3 +194,14 @@ def test_a_session_whose_engine_cannot_start_gets_a_clear_error(tmp_path, monkey
         assert create(c, name="ok").status_code == 201
         with c.websocket_connect("/distiller/realtime/acc/ok/u1", headers=AUTH) as ws:
             assert ws.receive_json()["type"] == "session.created"
+
+
+def test_unknown_engine_names_are_config_errors(client):
+    config = json.loads(json.dumps(TUTORIAL))
+    config["audio_config"]["asr"]["engine"] = "whisperx"
+    config["audio_config"]["vad"]["neural_vad"] = "silerro"
+    resp = create(client, config=config)
+    assert resp.status_code == 422
+    issues = {i["path"]: i for i in resp.json()["issues"]}
+    assert set(issues) == {"audio_config.asr.engine", "audio_config.vad.neural_vad"}
+    assert "whisper" in issues["audio_config.asr.engine"]["expected"]

@@ -44,10 +44,12 @@ class Clip:
 
     @property
     def onset_s(self) -> float:
+        """Start of the first speech span."""
         return self.speech[0][0]
 
     @property
     def offset_s(self) -> float:
+        """End of the last speech span."""
         return self.speech[-1][1]
 
 
@@ -65,7 +67,7 @@ def load_clip(path: Path | str, text: str | None = None, sample_rate: int = 1600
     if sidecar.is_file():
         try:
             meta = json.loads(sidecar.read_text())
-            for i, item in enumerate(meta.get("speech") or []):
+            for item in meta.get("speech") or []:
                 spans.append((float(item["onset_s"]), float(item["offset_s"])))
                 texts.append(str(item.get("text") or ""))
         except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:

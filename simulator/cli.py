@@ -6,9 +6,12 @@ import argparse
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from simulator.scenario import ANCHORS, DEFAULT_CONFIG, Scenario, ScenarioError, load_scenario, load_suite, scenario_from_dict
+
+if TYPE_CHECKING:
+    from simulator.run import RunResult
 
 EPILOG = """\
 examples:
@@ -114,15 +117,13 @@ def wav_scenario(args: argparse.Namespace) -> Scenario:
     return scenario_from_dict(data, source=f"--wav {args.wav}")
 
 
-def run_one(sc: Scenario, args: argparse.Namespace):
-    """Run one scenario with the chosen driver; returns the RunResult."""
-    from simulator.run import RunResult
-
+def run_one(sc: Scenario, args: argparse.Namespace) -> RunResult:
+    """Run one scenario with the chosen driver, timed on the wall clock (``wall_s``)."""
     t0 = time.perf_counter()
     if args.server:
         from simulator.live import run_live
 
-        result: RunResult = run_live(sc, args.server, api_key=args.api_key)
+        result = run_live(sc, args.server, api_key=args.api_key)
     else:
         from simulator.fast import run_fast
 
@@ -131,7 +132,8 @@ def run_one(sc: Scenario, args: argparse.Namespace):
     return result
 
 
-def write_outputs(result, out: Path, png: bool) -> list[Path]:
+def write_outputs(result: RunResult, out: Path, png: bool) -> list[Path]:
+    """Write ``out/<name>.json`` (and ``.png`` when ``png``); returns the paths written."""
     from simulator.report import write_json, write_png
 
     paths = [write_json(result, out / f"{result.scenario.name}.json")]
@@ -142,16 +144,13 @@ def write_outputs(result, out: Path, png: bool) -> list[Path]:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from server.config import ConfigError
     from simulator.audio import ClipError
+    from simulator.live import LiveError
     from simulator.report import Progress, format_table, speed_line, summary_table
 
-    bad_input: tuple[type[BaseException], ...] = (ScenarioError, ClipError, FileNotFoundError)
-    try:
-        from server.config import ConfigError
-
-        bad_input += (ConfigError,)
-    except ImportError:  # pragma: no cover - the server package ships with us
-        pass
+    # LiveError: the server refused a step (bad URL, key or config); its message names the step.
+    bad_input = (ScenarioError, ClipError, ConfigError, LiveError, FileNotFoundError)
     try:
         if args.wav is not None:
             scenarios = [(args.wav, _overrides(args, wav_scenario(args)))]

@@ -13,7 +13,6 @@ run's clock; internally everything is a sample index at 16 kHz.
 
 from __future__ import annotations
 
-import base64
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,13 +20,16 @@ import numpy as np
 
 from server.protocol import (
     AudioAppend,
+    BadFrame,
     ClientMessage,
     PlaybackStarted,
     PlaybackStopped,
     Pong,
     ResponseCancel,
     TextInput,
+    decode_pcm16,
 )
+from server.vad import pcm16_to_float
 from simulator.audio import Clip, load_clip
 from simulator.echo import (
     SAMPLE_RATE,
@@ -89,10 +91,6 @@ class ResponseTrack:
     received_ms: float = 0.0
     deltas_after_interrupt: int = 0
     roles: list[str] = field(default_factory=list)
-
-
-def _pcm16_to_float(pcm: bytes) -> np.ndarray:
-    return np.frombuffer(pcm[: len(pcm) // 2 * 2], dtype="<i2").astype(np.float32) / 32768.0
 
 
 def _find_output_rate(session: Any) -> int | None:
@@ -250,7 +248,7 @@ class SimClient:
         t = self._t(n) if n != self._n(t) else t
         self._last_server_t = max(self._last_server_t, t)
         fields = {k: v for k, v in event.items() if k not in ("type", "response_id", "audio", "delta", "session")}
-        if kind in ("response.audio.delta",):
+        if kind == "response.audio.delta":
             fields = {"role": event.get("role")}
         if kind == "session.created":
             self.session = dict(event.get("session") or {})
@@ -280,20 +278,18 @@ class SimClient:
         elif kind == "response.audio_transcript.done":
             self.transcripts.append(str(event.get("text", "")))
         self.log.append(LogEntry(t, "server", kind, rid, fields))
-        if kind in ("session.created",) or kind.startswith("response."):
+        if kind == "session.created" or kind.startswith("response."):
             self._occur(kind, t, event.get("role") if isinstance(event.get("role"), str) else None)
 
     def _on_audio(self, n: int, t: float, rid: str, event: dict[str, Any]) -> None:
         tr = self._track(rid)
         if tr.first_delta_t is None:
             tr.first_delta_t = t
-        b64 = event.get("audio") or event.get("delta") or ""
-        try:
-            pcm = base64.b64decode(b64)
-        except (ValueError, TypeError):
-            self.warnings.append(f"t={t:.3f}: undecodable audio delta in response {rid}")
+        pcm = decode_pcm16(event.get("audio") or event.get("delta") or "")
+        if isinstance(pcm, BadFrame):
+            self.warnings.append(f"t={t:.3f}: audio delta of response {rid} dropped: {pcm.message}")
             return
-        samples = _pcm16_to_float(pcm)
+        samples = pcm16_to_float(pcm)
         if self.output_rate != self.sr and len(samples):
             import soxr
 
@@ -358,10 +354,11 @@ class SimClient:
             self._occur(name, t)
         while self._due and self._due[0][0] <= t + 1e-9:
             _, _, act = self._due.pop(0)
-            msg = TextInput(act.text or "") if act.type == "text" else ResponseCancel()
             if act.type == "text":
+                msg = TextInput(act.text or "")
                 self._sent(t, msg, None, text=act.text)
             else:
+                msg = ResponseCancel()
                 # The user's skip key: the page silences its speaker and tells the server.
                 rid = self._rid_playing(n)
                 self._stop_speaker(n)

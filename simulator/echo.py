@@ -80,7 +80,6 @@ class EchoPath:
             if settings.room_rt60_ms
             else np.ones(1, dtype=np.float32)
         )
-        self.scale = settings.gain * settings.attenuation
 
     def raw(self, speaker: Speaker, a: int, b: int) -> np.ndarray:
         """Echo before the canceller for microphone samples ``[a, b)``."""

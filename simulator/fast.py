@@ -17,8 +17,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from simulator.client import SimClient
-from simulator.run import RunResult, vad_params
+from simulator.run import RunResult, client_for, vad_params, warning_texts
 from simulator.scenario import Scenario
 
 
@@ -61,9 +60,7 @@ def run_fast(
     path = Path(config_path or scenario.config_path)
     loaded = load_project_config_file(path)
     cfg = loaded.config
-    client = SimClient(scenario, output_rate=cfg.audio_config.tts.sample_rate,
-        turn_silence_s=cfg.audio_config.asr.silence_duration_ms / 1000,
-    )
+    client = client_for(scenario, cfg)
     kwargs = {"latency": latency} if latency is not None else {}
     vs = open_virtual_session(
         cfg, uuid="sim", project=scenario.name.replace(".", "_"), record_trace=True, partial_transcripts=partials, **kwargs
@@ -97,7 +94,7 @@ def run_fast(
         end_s=t,
         trace=trace,
         trace_source="server",
-        config_warnings=[str(getattr(w, "message", w)) for w in loaded.warnings],
+        config_warnings=warning_texts(loaded),
         server_counters=counters,
         partial_transcripts=partials,
     )

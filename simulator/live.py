@@ -18,8 +18,7 @@ from pathlib import Path
 import yaml
 
 from server.protocol import encode_client_message
-from simulator.client import SimClient
-from simulator.run import RunResult, vad_params
+from simulator.run import RunResult, client_for, vad_params, warning_texts
 from simulator.scenario import Scenario
 
 #: The SDK version we announce; the server treats us like the SDK we mimic.
@@ -31,6 +30,10 @@ class LiveError(RuntimeError):
     """The server refused a step; the message names the step, status and body."""
 
 
+def _headers(api_key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {api_key}", "sdk_version": SDK_VERSION}
+
+
 def _project_name(name: str) -> str:
     return "sim_" + re.sub(r"[^A-Za-z0-9_-]", "_", name)
 
@@ -38,8 +41,7 @@ def _project_name(name: str) -> str:
 async def _setup(base: str, api_key: str, project: str, raw_config: object) -> str:
     import httpx
 
-    headers = {"Authorization": f"Bearer {api_key}", "sdk_version": SDK_VERSION}
-    async with httpx.AsyncClient(base_url=base, headers=headers, timeout=60.0) as http:
+    async with httpx.AsyncClient(base_url=base, headers=_headers(api_key), timeout=60.0) as http:
         r = await http.post("/authentication/validate")
         if r.status_code // 100 != 2 or not (r.json() or {}).get("organization_id"):
             raise LiveError(f"POST {base}/authentication/validate: {r.status_code} {r.text[:300]}")
@@ -61,12 +63,9 @@ async def _run(sc: Scenario, base: str, api_key: str) -> RunResult:
     project = _project_name(sc.name)
     account = await _setup(base, api_key, project, raw)
     ws_url = "ws" + base.removeprefix("http") + f"/distiller/realtime/{account}/{project}/{uuidlib.uuid4().hex[:12]}"
-    client = SimClient(sc, output_rate=loaded.config.audio_config.tts.sample_rate,
-        turn_silence_s=loaded.config.audio_config.asr.silence_duration_ms / 1000,
-    )
+    client = client_for(sc, loaded.config)
     loop = asyncio.get_running_loop()
-    headers = {"Authorization": f"Bearer {api_key}", "sdk_version": SDK_VERSION}
-    async with connect(ws_url, additional_headers=headers, max_size=None, ping_interval=None) as ws:
+    async with connect(ws_url, additional_headers=_headers(api_key), max_size=None, ping_interval=None) as ws:
         t0 = loop.time()
 
         def now() -> float:
@@ -115,7 +114,7 @@ async def _run(sc: Scenario, base: str, api_key: str) -> RunResult:
         end_s=t,
         trace=[],
         trace_source="client",
-        config_warnings=[str(getattr(w, "message", w)) for w in loaded.warnings],
+        config_warnings=warning_texts(loaded),
     )
 
 

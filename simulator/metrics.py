@@ -222,21 +222,16 @@ def _played_ms(rec: RunRecord, a: float, b: float, rid: str | None = None) -> fl
     return total * 1000.0
 
 
-def expected_interrupt(rec: RunRecord, u: PlacedUtterance, labels: FrameLabels | None = None) -> bool:
-    """Should this speech interrupt? Yes when the spec's window rule, fed the user's own
-    speech (reference labels), fires on it while a response is armed: barge-in on,
-    enough speech frames within the window, after the lockout, before disarming."""
-    if rec.vad is None:
-        return False
-    labels = labels or reference_labels_of(rec)
-    return floor_fire_t(rec, u, _response_for(rec, u), labels) is not None
-
-
 def compute_metrics(rec: RunRecord) -> Metrics:
     """All metrics of one run (pure: same record, same numbers)."""
     labels = reference_labels_of(rec)
+    # Should this speech interrupt, unless the scenario says? Yes when the spec's window rule,
+    # fed the user's own speech, fires on it while a response is armed: barge-in on, enough
+    # speech frames within the window, after the lockout, before disarming. That firing is
+    # also the utterance's floor, so it is found once here.
+    fire = {u.index: floor_fire_t(rec, u, _response_for(rec, u), labels) for u in rec.utterances}
     expected = {
-        u.index: (u.expect_interrupt, "scenario") if u.expect_interrupt is not None else (expected_interrupt(rec, u, labels), "auto")
+        u.index: (u.expect_interrupt, "scenario") if u.expect_interrupt is not None else (fire[u.index] is not None, "auto")
         for u in rec.utterances
     }
     window_s = (rec.vad.window_size * rec.vad.frame_ms / 1000.0) if rec.vad else 1.5
@@ -289,7 +284,6 @@ def compute_metrics(rec: RunRecord) -> Metrics:
         ]
         v2v = (min(reply) - u.offset_s) * 1000.0 if reply else None
         frames = speech_frames_between(labels, u.onset_s, min(u.offset_s + 0.3, _next_onset(rec, u)))
-        fire = floor_fire_t(rec, u, _response_for(rec, u), labels) if rec.vad else None
         utts.append(
             UtteranceMetric(
                 index=u.index,
@@ -301,7 +295,7 @@ def compute_metrics(rec: RunRecord) -> Metrics:
                 expectation_source=src,
                 interrupted=u.index in hit,
                 speech_frames=frames,
-                floor_ms=_r((fire - u.onset_s) * 1000.0) if fire is not None else None,
+                floor_ms=_r((fire[u.index] - u.onset_s) * 1000.0) if fire[u.index] is not None else None,
                 voice_to_voice_ms=_r(v2v),
             )
         )

@@ -10,7 +10,8 @@ from typing import Any, TextIO
 
 import numpy as np
 
-from simulator.metrics import Metrics
+from simulator.floor import ArmedSpan
+from simulator.metrics import Metrics, armed_span
 from simulator.run import RunResult, TraceRow
 
 
@@ -146,39 +147,44 @@ def local_vad_trace(result: RunResult) -> list[TraceRow]:
     Armed/lockout flags are estimated from the client's own events (the server's
     state is not visible over the wire).
     """
-    import webrtcvad
+    from server.vad import frame_bytes, get_frame_vad
 
     vad = result.vad
     frame_ms = vad.frame_ms if vad else 30
     window = vad.window_size if vad else 48
-    det = webrtcvad.Vad(2)
+    det = get_frame_vad()  # the server's default frame VAD (webrtc, mode 2)
     sr = result.client.sr
-    n = sr * frame_ms // 1000
-    pcm = (np.clip(result.client.mic.signal("mix"), -1, 1) * 32767).astype("<i2")
+    nb = frame_bytes(sr, frame_ms)
+    pcm = b"".join(c.pcm16() for c in result.client.mic.recorded)  # exactly what was sent
     spans = _armed_spans(result)
     locks = _lockout_spans(result)
     ring: list[bool] = []
     rows: list[TraceRow] = []
-    for k in range(len(pcm) // n):
-        speech = det.is_speech(pcm[k * n : (k + 1) * n].tobytes(), sr)
+    for k in range(len(pcm) // nb):
+        speech = det.is_speech(pcm[k * nb : (k + 1) * nb], sr)
         ring = (ring + [speech])[-window:]
         t = (k + 1) * frame_ms / 1000
         rows.append((t, speech, sum(ring), any(a <= t < b for a, b in spans), any(a <= t < b for a, b in locks)))
     return rows
 
 
+def _client_spans(result: RunResult) -> list[tuple[ArmedSpan, float]]:
+    # The metrics' own estimate (armed_span) of each response, so the picture shows the
+    # spans the floor was computed on; with when the response was cut (inf: never).
+    rec = result.record()
+    out = []
+    for rid, tr in result.client.responses.items():
+        span = armed_span(rec, rid)
+        if span is not None:
+            out.append((span, tr.interrupted_t if tr.interrupted_t is not None else float("inf")))
+    return out
+
+
 def _lockout_spans(result: RunResult) -> list[tuple[float, float]]:
     if result.vad is None:
         return []
-    out = []
-    for tr in result.client.responses.values():
-        start = tr.playback_started_t if tr.playback_started_t is not None else tr.first_delta_t
-        if start is not None:
-            end = start + result.vad.lockout_s
-            if tr.interrupted_t is not None:
-                end = min(end, tr.interrupted_t)
-            out.append((start, end))
-    return out
+    lockout_s = result.vad.lockout_s
+    return [(s.lockout_end - lockout_s, min(s.lockout_end, cut)) for s, cut in _client_spans(result)]
 
 
 def _grace_spans(result: RunResult) -> list[tuple[float, float]]:
@@ -197,19 +203,9 @@ def _grace_spans(result: RunResult) -> list[tuple[float, float]]:
 
 def _armed_spans(result: RunResult) -> list[tuple[float, float]]:
     if result.trace and result.trace_source == "server":
-        return _runs([(t, armed) for t, _, _, armed, _ in result.trace], 0.03)
-    if result.vad is None:
-        return []
-    out = []
-    for tr in result.client.responses.values():
-        if tr.first_delta_t is None:
-            continue
-        end = tr.interrupted_t
-        if end is None:
-            g = [b for a, b in _grace_spans(result)]
-            end = max(g) if g else tr.first_delta_t
-        out.append((tr.first_delta_t, end))
-    return out
+        step = result.vad.frame_ms / 1000 if result.vad else 0.03
+        return _runs([(t, armed) for t, _, _, armed, _ in result.trace], step)
+    return [(s.start, min(s.end, cut)) for s, cut in _client_spans(result)]
 
 
 def _runs(flags: list[tuple[float, bool]], step: float) -> list[tuple[float, float]]:

@@ -23,6 +23,20 @@ def vad_params(config: Any) -> VadParams | None:
     return VadParams(vad.threshold, vad.frame_ms, vad.window_size, vad.lockout_seconds, vad.grace_period_seconds)
 
 
+def client_for(scenario: Scenario, config: Any) -> SimClient:
+    """The scenario's client, set to a ``ProjectConfig``'s TTS output rate and end-of-turn silence."""
+    return SimClient(
+        scenario,
+        output_rate=config.audio_config.tts.sample_rate,
+        turn_silence_s=config.audio_config.asr.silence_duration_ms / 1000,
+    )
+
+
+def warning_texts(loaded: Any) -> list[str]:
+    """The warnings of a ``server.config.LoadedConfig`` as one line each, for reports."""
+    return [w.message for w in loaded.warnings]
+
+
 @dataclass
 class RunResult:
     """A finished run: the client's view, the detector trace (if any) and the verdict."""

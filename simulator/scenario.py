@@ -70,6 +70,7 @@ class Timing(_Model):
         return self
 
     def describe(self) -> str:
+        """The timing in words, for warnings and reports (e.g. ``+1.5 s after playback.started#1``)."""
         if self.at is not None:
             return f"at {self.at:g} s"
         who = f" of {self.role}" if self.role else ""
@@ -175,6 +176,7 @@ class Scenario(_Model):
 
     @property
     def config_path(self) -> Path:
+        """The project config to run: the scenario's, else the tutorial's default."""
         return self.config or DEFAULT_CONFIG
 
 

@@ -421,3 +421,35 @@ def test_speed_line_sums_simulated_over_wall_time() -> None:
     line = speed_line([("a", res("a", 10.0, 0.5), ""), ("b", res("b", 30.0, 0.5), ""), ("c", None, "bad")], 2.0)
     assert "40.0 s simulated in 1.0 s wall = x40.0" in line and "slowest a x20.0" in line and "2.0 s not counted" in line
     assert speed_line([]) == "speed: -"
+
+
+def test_client_drops_an_undecodable_audio_delta_and_says_why() -> None:
+    c = _client()
+    c.on_event(0.1, {"type": "response.audio.delta", "response_id": "r1", "role": "A", "audio": "not base64!"})
+    assert c.speaker.queue_end == 0 and c.responses["r1"].received_ms == 0
+    (warning,) = c.warnings
+    assert "r1" in warning and "not valid base64" in warning
+
+
+def test_client_side_armed_estimate_ends_with_each_response() -> None:
+    # A live run (no server trace): each response is armed only around its own playback,
+    # not until the last response's grace period.
+    from simulator.report import local_vad_trace
+    from simulator.run import RunResult
+
+    c = _client()
+    events = {
+        1: [{"type": "response.created", "response_id": "r1"}, _delta("r1", 0.5), {"type": "response.audio.done", "response_id": "r1"}],
+        100: [{"type": "response.created", "response_id": "r2"}, _delta("r2", 0.5), {"type": "response.audio.done", "response_id": "r2"}],
+    }
+    for k in range(1, 141):
+        t = k * 0.03
+        for ev in events.get(k, []):
+            c.on_event(t, ev)
+        c.control(t)
+        c.mic_chunk(t)
+    vad = VadParams(15, 30, 24, 0.5, 1.0)
+    result = RunResult(c.scenario, "live", Path("x.yaml"), c, vad, 4.2, trace_source="client")
+    armed = {round(row[0], 2): row[3] for row in local_vad_trace(result)}
+    assert armed[0.3] and armed[3.3]
+    assert not armed[2.1]  # between r1's playback (ends 0.54 s) and r2's creation (3.0 s)

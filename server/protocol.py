@@ -156,14 +156,22 @@ def parse_client_message(frame: str | bytes) -> ClientMessage | BadFrame:
     return BadFrame("unknown_type", f"unknown message type {kind!r}; known: {', '.join(sorted(CLIENT_TYPES))}")
 
 
+def client_message_type(msg: ClientMessage) -> str:
+    """The wire ``type`` of a client message."""
+    if isinstance(msg, AudioAppend):
+        return "input_audio_buffer.append"
+    if isinstance(msg, TextInput):
+        return "input_text"
+    return next(k for k, v in _SIMPLE.items() if v == msg)
+
+
 def encode_client_message(msg: ClientMessage) -> str:
     """The compact JSON frame a client (SDK, simulator) sends for ``msg``."""
+    obj: dict[str, Any] = {"type": client_message_type(msg)}
     if isinstance(msg, AudioAppend):
-        obj: dict[str, Any] = {"type": "input_audio_buffer.append", "audio": base64.b64encode(msg.pcm).decode()}
+        obj["audio"] = base64.b64encode(msg.pcm).decode()
     elif isinstance(msg, TextInput):
-        obj = {"type": "input_text", "text": msg.text}
-    else:
-        obj = {"type": next(k for k, v in _SIMPLE.items() if v == msg)}
+        obj["text"] = msg.text
     return json.dumps(obj, separators=(",", ":"))
 
 

@@ -27,6 +27,7 @@ from server.protocol import (
     Pong,
     ResponseCancel,
     TextInput,
+    client_message_type,
     decode_pcm16,
 )
 from server.vad import pcm16_to_float
@@ -173,14 +174,7 @@ class SimClient:
         return self.responses[rid]
 
     def _sent(self, t: float, msg: ClientMessage, rid: str | None = None, **fields: Any) -> None:
-        kind = {
-            PlaybackStarted: "playback.started",
-            PlaybackStopped: "playback.stopped",
-            ResponseCancel: "response.cancel",
-            TextInput: "input_text",
-            Pong: "PONG",
-        }[type(msg)]
-        self.log.append(LogEntry(t, "client", kind, rid, fields))
+        self.log.append(LogEntry(t, "client", client_message_type(msg), rid, fields))
 
     def _occur(self, name: str, t: float, role: str | None = None) -> None:
         self.occurrences.setdefault(name, []).append((t, role))

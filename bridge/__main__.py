@@ -31,6 +31,7 @@ LISTENING_PREFIX = "refinery-mock bridge listening on "
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The bridge's command line (``python -m bridge --help``)."""
     p = argparse.ArgumentParser(
         prog="python -m bridge",
         description="Browser bridge for refinery-mock: serves the voice page and relays each browser "
@@ -45,7 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--api-key",
         default=os.environ.get("AIR_API_KEY") or os.environ.get("API_KEY") or "local-dev-key",
-        help="API key sent to the service (default: $AIR_API_KEY, else 'local-dev-key')",
+        help="API key sent to the service (default: $AIR_API_KEY, else $API_KEY, else 'local-dev-key')",
     )
     p.add_argument("--uuid", default=None, help="one session uuid for every browser (default: a new one per connection)")
     p.add_argument(
@@ -93,6 +94,8 @@ class _AnnouncingServer(uvicorn.Server):
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run the bridge until stopped; returns the exit code (2: bad option,
+    1: the project could not be registered)."""
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s")
     try:

@@ -12,7 +12,7 @@ import contextlib
 import json
 import logging
 import uuid as uuidlib
-from collections import Counter
+from collections import Counter, deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -47,6 +47,7 @@ from bridge.upstream import (
     session_summary,
     validate_key,
 )
+from server.protocol import AudioCommit, encode_client_message
 
 log = logging.getLogger("bridge")
 
@@ -73,15 +74,17 @@ class BridgeStats:
     connections_open: int = 0
     to_service: Counter[str] = field(default_factory=Counter)
     to_browser: Counter[str] = field(default_factory=Counter)
-    errors: list[str] = field(default_factory=list)
+    #: Only the latest errors are shown, so only those are kept.
+    errors: deque[str] = field(default_factory=lambda: deque(maxlen=20))
 
     def as_json(self) -> dict[str, Any]:
+        """The counters as plain JSON values."""
         return {
             "connections_total": self.connections_total,
             "connections_open": self.connections_open,
             "to_service": dict(self.to_service),
             "to_browser": dict(self.to_browser),
-            "errors": self.errors[-20:],
+            "errors": list(self.errors),
         }
 
 
@@ -221,7 +224,7 @@ async def _pump(ws: WebSocket, upstream: websockets.ClientConnection, lock: asyn
         stats.to_service[json.loads(frame)["type"]] += 1
 
     async def commit_hints() -> None:
-        commit = json.dumps({"type": "input_audio_buffer.commit"}, separators=(",", ":"))
+        commit = encode_client_message(AudioCommit())
         while True:
             await asyncio.sleep(COMMIT_INTERVAL_S)
             await to_service(commit)
@@ -280,7 +283,9 @@ async def _pump(ws: WebSocket, upstream: websockets.ClientConnection, lock: asyn
                 ws, lock, stats, bridge_error(f"the bridge failed: {exc}; reload the page", code="bridge_failed", fatal=True)
             )
             outcome = "bridge_failed"
-    await asyncio.gather(*pending, return_exceptions=True)
+    # Also reap a commit task that died on a closed upstream, so its exception
+    # is not reported as "never retrieved".
+    await asyncio.gather(*pending, *([commit_task] if commit_task else []), return_exceptions=True)
 
     if outcome == "browser_left":
         await upstream.close(1000, "browser left")

@@ -19,12 +19,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from bridge.__main__ import LISTENING_PREFIX
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_CONFIG = REPO_ROOT / "fixtures" / "configs" / "bargein_flow_superagent_realtime.yaml"
 
 SERVER_READY = re.compile(r"refinery-mock listening on (https?://\S+)")
-BRIDGE_READY = re.compile(r"refinery-mock bridge listening on (https?://\S+)")
+BRIDGE_READY = re.compile(re.escape(LISTENING_PREFIX) + r"(https?://\S+)")
 STARTUP_TIMEOUT_S = 180.0  # the server loads ASR/TTS models; a busy machine is slow
+BRIDGE_STARTUP_TIMEOUT_S = 60.0  # the bridge loads no models, but registers the project
 STOP_TIMEOUT_S = 10.0
 
 
@@ -96,6 +99,7 @@ class Child:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The stack's command line (``python -m bridge.stack --help``)."""
     p = argparse.ArgumentParser(
         prog="python -m bridge.stack",
         description="Run the refinery-mock server and the browser bridge together, with the tutorial config registered.",
@@ -107,11 +111,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--project", default="example", help="project name (default example)")
     p.add_argument("--data-dir", type=Path, default=Path(os.environ.get("REFINERY_DATA_DIR", REPO_ROOT / "data")),
                    help="server data directory (default ./data)")
-    p.add_argument("--api-key", default=os.environ.get("AIR_API_KEY") or "local-dev-key", help="API key the bridge uses")
+    # No default of our own: the bridge's (AIR_API_KEY, API_KEY, local-dev-key) applies.
+    p.add_argument("--api-key", default=None, help="API key the bridge uses (default: the bridge's own default)")
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run server and bridge until Ctrl-C, SIGTERM or a child's exit; returns
+    0 on a clean stop, 1 when a child failed, 2 on a missing config."""
     args = build_parser().parse_args(argv)
     if not args.config.is_file():
         print(f"stack: config file {args.config} not found; pass --config FILE.yaml", file=sys.stderr)
@@ -142,12 +149,13 @@ def main(argv: list[str] | None = None) -> int:
         bridge = Child(
             "bridge",
             [py, "-m", "bridge", "--host", args.host, "--port", str(args.bridge_port), "--server", server_url,
-             "--project", args.project, "--config", str(args.config), "--api-key", args.api_key],
+             "--project", args.project, "--config", str(args.config),
+             *(["--api-key", args.api_key] if args.api_key else [])],
             BRIDGE_READY,
         )
         children.append(bridge)
         bridge.start(echo)
-        bridge_url = bridge.wait_ready(60)
+        bridge_url = bridge.wait_ready(BRIDGE_STARTUP_TIMEOUT_S)
         echo("")
         echo(f"  refinery-mock is running: server {server_url}, bridge {bridge_url}")
         echo(f"  project {args.project!r} registered from {args.config}")

@@ -31,6 +31,7 @@ from server.protocol import (
     ClientMessage,
     PlaybackStarted,
     PlaybackStopped,
+    Pong,
     ResponseCancel,
     SessionUpdate,
     TextInput,
@@ -65,20 +66,17 @@ class SetRecording:
 
 Action = Forward | Reply | SetRecording
 
+#: Browser kinds forwarded as the bare service message of the same type.
+_PASS_THROUGH: dict[str, ClientMessage] = {
+    "input_audio_buffer.commit": AudioCommit(),
+    "input_audio_buffer.clear": AudioClear(),
+    "playback.started": PlaybackStarted(),
+    "playback.stopped": PlaybackStopped(),
+    "response.cancel": ResponseCancel(),
+}
+
 #: Browser message types the bridge understands (``type`` or ``command``).
-BROWSER_TYPES = frozenset(
-    {
-        "input_audio_buffer.append",
-        "input_audio_buffer.commit",
-        "input_audio_buffer.clear",
-        "input_text",
-        "start_recording",
-        "stop_recording",
-        "playback.started",
-        "playback.stopped",
-        "response.cancel",
-    }
-)
+BROWSER_TYPES = frozenset(_PASS_THROUGH) | {"input_audio_buffer.append", "input_text", "start_recording", "stop_recording"}
 
 #: Seconds between commit hints while recording (the SDK's bridge uses 0.3 s).
 COMMIT_INTERVAL_S = 0.3
@@ -121,12 +119,10 @@ def browser_to_actions(frame: str | bytes) -> list[Action]:
     if not isinstance(kind, str):
         return [_bad("missing_type", "frame has no string 'type' or 'command' field")]
 
+    if kind in _PASS_THROUGH:
+        return [_forward(_PASS_THROUGH[kind])]
     if kind == "input_audio_buffer.append":
         return _append(obj)
-    if kind == "input_audio_buffer.commit":
-        return [_forward(AudioCommit())]
-    if kind == "input_audio_buffer.clear":
-        return [_forward(AudioClear())]
     if kind == "input_text":
         text = obj.get("text")
         if not isinstance(text, str) or not text.strip():
@@ -138,12 +134,6 @@ def browser_to_actions(frame: str | bytes) -> list[Action]:
         return [_forward(SessionUpdate()), SetRecording(True), Reply({"type": "recording_started"})]
     if kind == "stop_recording":
         return [SetRecording(False), _forward(AudioCommit()), Reply({"type": "recording_stopped"})]
-    if kind == "playback.started":
-        return [_forward(PlaybackStarted())]
-    if kind == "playback.stopped":
-        return [_forward(PlaybackStopped())]
-    if kind == "response.cancel":
-        return [_forward(ResponseCancel())]
     return [_bad("unknown_type", f"unknown frame type {kind!r}; known: {', '.join(sorted(BROWSER_TYPES))}")]
 
 
@@ -192,6 +182,7 @@ class Relay:
 
 
 _TEXTUAL_DELTAS = ("response.audio_transcript.delta", "response.text.delta")
+_PONG = encode_client_message(Pong())
 
 
 def service_to_browser(frame: str | bytes) -> Relay:
@@ -211,7 +202,7 @@ def service_to_browser(frame: str | bytes) -> Relay:
     kind = msg["type"]
     out = dict(msg)
     if kind == "PING":
-        return Relay(out, to_service=json.dumps({"type": "PONG"}, separators=(",", ":")))
+        return Relay(out, to_service=_PONG)
     if kind in _TEXTUAL_DELTAS and not isinstance(out.get("text"), str):
         out["text"] = _first_str(msg, "delta", "content")
     elif kind in ("response.audio_transcript.done", "response.text.done") and not isinstance(out.get("text"), str):

@@ -63,9 +63,7 @@ def realtime_url(target: ServiceTarget, account: str, uuid: str) -> str:
     """The realtime WebSocket URL for one session (``{project}:{version}`` when
     a version is pinned)."""
     project = f"{target.project}:{target.project_version}" if target.project_version else target.project
-    ws_base = "wss://" + target.base_url[len("https://") :] if target.base_url.startswith("https://") else (
-        "ws://" + target.base_url[len("http://") :]
-    )
+    ws_base = "ws" + target.base_url.removeprefix("http")  # http -> ws, https -> wss
     return f"{ws_base}/distiller/realtime/{account}/{project}/{uuid}"
 
 

@@ -27,9 +27,10 @@ from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from bridge.__main__ import build_parser, settings_from_args
-from bridge.app import BridgeSettings, create_app
+from bridge.app import BridgeSettings, BridgeStats, create_app
 from bridge.stack import BRIDGE_READY, SERVER_READY, browser_url, parse_ready_line
 from bridge.translate import (
+    BROWSER_TYPES,
     DEFAULT_ALLOWED_ORIGINS,
     Forward,
     Reply,
@@ -114,6 +115,21 @@ def test_recording_commands_match_the_sdk_bridge() -> None:
 )
 def test_control_frames_pass_through(kind: str) -> None:
     assert _fwd(browser_to_actions(json.dumps({"type": kind}))) == [{"type": kind}]
+
+
+@pytest.mark.parametrize("kind", sorted(BROWSER_TYPES))
+def test_every_advertised_browser_type_is_handled(kind: str) -> None:
+    # The "known:" list in unknown_type errors must match what is handled.
+    frame = {"type": kind, "text": "hi", "audio": PCM_B64}
+    actions = browser_to_actions(json.dumps(frame))
+    assert actions and all(r.get("code") != "unknown_type" for r in _replies(actions))
+
+
+def test_stats_keep_the_latest_errors() -> None:
+    stats = BridgeStats()
+    for i in range(25):
+        stats.errors.append(f"e{i}")
+    assert stats.as_json()["errors"] == [f"e{i}" for i in range(5, 25)]
 
 
 def test_typed_text_passes_through() -> None:

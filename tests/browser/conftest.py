@@ -5,20 +5,18 @@ we compose per test, and the bridge run through its real CLI on a free port.
 
 from __future__ import annotations
 
-import os
 import re
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
+from bridge.stack import BRIDGE_READY, BRIDGE_STARTUP_TIMEOUT_S, Child
 from tests.browser.harness import ARTIFACTS, CHROMIUM, REPO_ROOT
-
-BRIDGE_READY = re.compile(r"refinery-mock bridge listening on (http://\S+)")
+from tests.support.server_proc import log_tail
 
 
 @pytest.fixture(scope="session")
@@ -41,51 +39,42 @@ def artifacts(request: pytest.FixtureRequest) -> Path:
 
 @dataclass(frozen=True)
 class BridgeProc:
+    """A running bridge: its page URL and the log of its output."""
+
     url: str
     log_path: Path
 
     def log_tail(self, lines: int = 40) -> str:
-        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        """Last ``lines`` lines the bridge wrote."""
+        return log_tail(self.log_path, lines)
 
 
 @pytest.fixture()
 def start_bridge(artifacts: Path) -> Iterator[object]:
-    """Start ``python -m bridge --port 0`` (the real CLI); returns a starter
-    ``(server_url, project, config) -> BridgeProc``. Stopped at teardown."""
-    procs: list[subprocess.Popen[str]] = []
+    """Start ``python -m bridge --port 0`` (the real CLI) the way ``make
+    run-stack`` does; returns a starter ``(server_url, project, config) ->
+    BridgeProc``. Stopped at teardown."""
+    children: list[Child] = []
 
     def start(server_url: str, project: str, config: Path) -> BridgeProc:
         log_path = artifacts / "bridge.log"
         cmd = [sys.executable, "-m", "bridge", "--port", "0", "--server", server_url, "--project", project,
                "--config", str(config), "--api-key", "test-key", "--log-level", "info"]
-        proc = subprocess.Popen(cmd, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                env={**os.environ, "PYTHONUNBUFFERED": "1"})
-        procs.append(proc)
-        found: dict[str, str] = {}
-        ready = threading.Event()
+        child = Child("bridge", cmd, BRIDGE_READY)
+        children.append(child)
 
-        def pump() -> None:
-            assert proc.stdout is not None
+        def echo(line: str) -> None:
+            # Opened per line: the reader thread may still write after teardown.
             with open(log_path, "a") as log:
-                for line in proc.stdout:
-                    log.write(line)
-                    log.flush()
-                    m = BRIDGE_READY.search(line)
-                    if m and not ready.is_set():
-                        found["url"] = m.group(1)
-                        ready.set()
-            ready.set()
+                log.write(line + "\n")
 
-        threading.Thread(target=pump, daemon=True).start()
-        ready.wait(60)
-        if "url" not in found:
-            pytest.fail(f"bridge did not start: {' '.join(cmd)}\n{log_path.read_text(errors='replace')}", pytrace=False)
-        return BridgeProc(found["url"], log_path)
+        child.start(echo)
+        try:
+            url = child.wait_ready(BRIDGE_STARTUP_TIMEOUT_S)
+        except RuntimeError as exc:
+            pytest.fail(f"{exc}\n{log_tail(log_path)}", pytrace=False)
+        return BridgeProc(url, log_path)
 
     yield start
-    for proc in procs:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+    for child in children:
+        child.stop()

@@ -20,11 +20,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bridge.__main__ import LISTENING_PREFIX
+from server import LISTENING_PREFIX as SERVER_LISTENING_PREFIX
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_CONFIG = REPO_ROOT / "fixtures" / "configs" / "bargein_flow_superagent_realtime.yaml"
 
-SERVER_READY = re.compile(r"refinery-mock listening on (https?://\S+)")
+SERVER_READY = re.compile(re.escape(SERVER_LISTENING_PREFIX) + r"(https?://\S+)")
 BRIDGE_READY = re.compile(re.escape(LISTENING_PREFIX) + r"(https?://\S+)")
 STARTUP_TIMEOUT_S = 180.0  # the server loads ASR/TTS models; a busy machine is slow
 BRIDGE_STARTUP_TIMEOUT_S = 60.0  # the bridge loads no models, but registers the project

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import uvicorn
 
+from server import LISTENING_PREFIX
 from server.app import ServerSettings, create_app
 from server.protocol import MAX_CLIENT_FRAME_BYTES
 
@@ -54,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     host, port = sock.getsockname()[:2]
     config = uvicorn.Config(app, log_level=args.log_level, ws_max_size=4 * MAX_CLIENT_FRAME_BYTES, ws_ping_interval=None)
     server = uvicorn.Server(config)
-    print(f"refinery-mock listening on http://{host}:{port}", flush=True)
+    print(f"{LISTENING_PREFIX}http://{host}:{port}", flush=True)
     server.run(sockets=[sock])
     return 0
 

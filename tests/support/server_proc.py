@@ -18,9 +18,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from server import LISTENING_PREFIX
 from tests.support.sdk_venv import REPO_ROOT
 
-READY_RE = re.compile(r"refinery-mock listening on (http://127\.0\.0\.1:\d+)")
+READY_RE = re.compile(re.escape(LISTENING_PREFIX) + r"(http://127\.0\.0\.1:\d+)")
 DEFAULT_STARTUP_TIMEOUT_S = 120.0  # model loading on a shared 2-core box is slow
 STOP_TIMEOUT_S = 10.0
 

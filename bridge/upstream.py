@@ -10,6 +10,7 @@ URL and header building are pure functions; the rest are thin async calls.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -80,15 +81,28 @@ def _refusal(what: str, resp: httpx.Response) -> UpstreamError:
     return UpstreamError(f"the service refused {what}: HTTP {resp.status_code} {body}.{hint}".rstrip("."))
 
 
+async def _post(
+    client: httpx.AsyncClient, url: str, headers: dict[str, str], payload: dict[str, Any] | None,
+    *, doing: str, refused: str, ok: Callable[[int], bool],
+) -> httpx.Response:
+    """POST to the service; an unreachable service or a status ``ok`` rejects
+    becomes an :class:`UpstreamError` saying what was being done."""
+    try:
+        resp = await client.post(url, headers=headers, json=payload)
+    except httpx.HTTPError as exc:
+        raise _describe_http_failure(doing, url, exc) from exc
+    if not ok(resp.status_code):
+        raise _refusal(refused, resp)
+    return resp
+
+
 async def validate_key(client: httpx.AsyncClient, target: ServiceTarget) -> str:
     """``POST /authentication/validate``; returns the account (``organization_id``)."""
     url = f"{target.base_url}/authentication/validate"
-    try:
-        resp = await client.post(url, headers=service_headers(target.api_key))
-    except httpx.HTTPError as exc:
-        raise _describe_http_failure("key validation", url, exc) from exc
-    if resp.status_code // 100 != 2:
-        raise _refusal("the API key", resp)
+    resp = await _post(
+        client, url, service_headers(target.api_key), None,
+        doing="key validation", refused="the API key", ok=lambda status: status // 100 == 2,
+    )
     try:
         account = resp.json().get("organization_id")
     except (ValueError, AttributeError):
@@ -115,12 +129,10 @@ async def create_project(client: httpx.AsyncClient, target: ServiceTarget, accou
     """``POST /distiller/create``; returns the new ``project_version``."""
     url = f"{target.base_url}/distiller/create"
     payload = {"project": target.project, "config": config, "sdk_version": SDK_VERSION}
-    try:
-        resp = await client.post(url, headers=service_headers(target.api_key, account), json=payload)
-    except httpx.HTTPError as exc:
-        raise _describe_http_failure("project registration", url, exc) from exc
-    if resp.status_code != 201:
-        raise _refusal(f"project {target.project!r}", resp)
+    resp = await _post(
+        client, url, service_headers(target.api_key, account), payload,
+        doing="project registration", refused=f"project {target.project!r}", ok=lambda status: status == 201,
+    )
     try:
         return resp.json().get("project_version")
     except (ValueError, AttributeError):
@@ -143,12 +155,10 @@ async def download_config(client: httpx.AsyncClient, target: ServiceTarget, acco
     """``POST /distiller/download``: the registered project config."""
     url = f"{target.base_url}/distiller/download"
     payload = {"project": target.project, "project_version": target.project_version, "sdk_version": SDK_VERSION}
-    try:
-        resp = await client.post(url, headers=service_headers(target.api_key, account), json=payload)
-    except httpx.HTTPError as exc:
-        raise _describe_http_failure("config download", url, exc) from exc
-    if resp.status_code != 200:
-        raise _refusal(f"the download of project {target.project!r}", resp)
+    resp = await _post(
+        client, url, service_headers(target.api_key, account), payload,
+        doing="config download", refused=f"the download of project {target.project!r}", ok=lambda status: status == 200,
+    )
     try:
         return decode_downloaded_config(resp.json())
     except ValueError as exc:

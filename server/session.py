@@ -318,7 +318,7 @@ class Session:
             fire = self.detector.feed(t, frame, speech)
             armed = self.detector.armed(t)
             if self.record_trace:
-                lockout = armed and not self.detector.timeline.lockout_over(t)
+                lockout = armed and not self.playback.lockout_over(t)
                 self.trace.append((t, speech, self.detector.speech_in_window, armed, lockout))
             if fire is not None:
                 self._on_barge_in(t, fire, out)
@@ -336,10 +336,9 @@ class Session:
 
     def _maybe_user(self, t: float, frame: bytes) -> bool:
         """False when the frame is quiet enough to be echo of the response being played."""
-        if self.echo_gate is None or self.detector is None or not self.far_end.levels:
+        if self.echo_gate is None or not self.far_end.levels:
             return True
-        timeline = self.detector.timeline
-        position = timeline.played_s(t) if timeline.playback_start_t is not None else None
+        position = self.playback.played_s(t) if self.playback.playback_start_t is not None else None
         return self.echo_gate.near_end_possible(level_dbfs(frame), self.far_end, position)
 
     def _on_turn_event(self, t: float, event: Any, out: list[Output]) -> None:

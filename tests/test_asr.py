@@ -26,7 +26,14 @@ from server.asr import (
 )
 from server.asr.vosk import MODEL_ENV_VAR, VoskAsr, VoskModelMissingError
 from server.asr.wer import normalize_words, wer, word_errors
-from server.asr.whisper import FULL_WINDOW_FRAMES, WhisperAsr, encoder_frames, max_new_tokens
+from server.asr.whisper import (
+    FULL_WINDOW_FRAMES,
+    SegmentScore,
+    WhisperAsr,
+    encoder_frames,
+    max_new_tokens,
+    trust_quick_pass,
+)
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 SPEECH = sorted((FIXTURES / "speech").glob("*.wav"))
@@ -236,6 +243,50 @@ def test_whisper_audio_longer_than_the_window_still_decodes(whisper):
     frames = encoder_frames(len(long) // 2, window_s=whisper.window_s, margin_s=whisper.window_margin_s)
     assert whisper.window_s * 100 < frames < FULL_WINDOW_FRAMES
     assert wer(meta["text"], whisper.transcribe("long", long, 16000, final=True)) <= 0.1
+
+
+# --- Whisper quick pass -------------------------------------------------------
+
+
+def _score(text: str, logprob: float = -0.1, no_speech: float = 0.02, compression: float = 0.9) -> SegmentScore:
+    return SegmentScore(text, no_speech, logprob, compression)
+
+
+def test_quick_pass_is_trusted_only_for_confident_multi_word_speech():
+    assert trust_quick_pass(_score("Stop, tell me about bonds instead."))
+    assert trust_quick_pass(_score("Wait, what about gold?", logprob=-0.45))
+    # One-word utterances are where the tight window mishears ("Uh-huh" -> "Aha").
+    assert not trust_quick_pass(_score("Aha"))
+    assert not trust_quick_pass(_score("Okay, okay."))
+    # A loop of one word, however long.
+    assert not trust_quick_pass(_score("Okay Okay Okay Okay Okay Okay", compression=1.2))
+    assert not trust_quick_pass(_score("so so so"))
+    # Unsure, noise-like or compressible text goes to the full window.
+    assert not trust_quick_pass(_score("What about gold stocks?", logprob=-0.6))
+    assert not trust_quick_pass(_score("What about gold stocks?", no_speech=0.5))
+    assert not trust_quick_pass(_score("What about gold stocks?", compression=2.0))
+    # Punctuation is not a word.
+    assert not trust_quick_pass(_score("Yes . . . !"))
+
+
+def test_quick_pass_gives_the_full_window_words_and_does_the_work_once(whisper):
+    full = get_asr_engine("whisper", quick_pass=False)
+    assert whisper.quick_pass and not full.quick_pass
+    before = dict(whisper.decode_counts)
+    multi_word = 0
+    for path in SPEECH:
+        pcm, meta = load(path)
+        for final in (False, True):
+            quick_text = whisper.transcribe(path.stem, pcm, 16000, final=final)
+            assert normalize_words(quick_text) == normalize_words(full.transcribe(path.stem, pcm, 16000, final=final)), path.stem
+        multi_word += len(normalize_words(meta["text"])) >= 3
+    counts = {k: whisper.decode_counts[k] - before[k] for k in before}
+    # Every decode tried the quick pass; the multi-word clips kept it, the
+    # backchannels ("Okay.", "Uh-huh") were decoded again on the full window.
+    assert counts["quick"] == 2 * len(SPEECH)
+    assert counts["quick_kept"] == 2 * multi_word > 0
+    assert counts["window"] == 2 * (len(SPEECH) - multi_word) > 0
+    assert full.decode_counts["quick"] == 0
 
 
 # --- PocketSphinx -------------------------------------------------------------

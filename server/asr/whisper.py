@@ -11,6 +11,12 @@ short utterances are encoded on a shorter window instead: 15 s for partials
 (greedy) and 20 s for finals (beam 2). Shorter windows make ``tiny.en`` loop
 or mishear one-word backchannels ("Okay. Okay. ...", "Uh-huh" -> "Aha"; with
 beam 2 already at 12-15 s); see docs/asr.md for the measurements.
+
+Quick pass: before that, each decode first tries the tightest window (the
+audio plus ``window_margin_s``, greedy), which costs about a third. Its text is
+kept only when it is clearly sound speech (:func:`trust_quick_pass`: several
+words, confident, no loop); anything else, which is where short windows go
+wrong (one-word backchannels, noise), is decoded again on the full window.
 """
 
 from __future__ import annotations
@@ -109,6 +115,38 @@ class SegmentScore:
     compression_ratio: float
 
 
+#: What a quick-pass segment must show to be kept (docs/asr.md has the scores
+#: measured on the fixtures: speech -0.27..-0.02 avg log-prob, no-speech
+#: 0.01-0.11, compression 0.7-1.0; the short window's failures were one-word
+#: mishearings and loops with compression 2.4-4.0).
+QUICK_MIN_WORDS = 3
+QUICK_MIN_LOGPROB = -0.5
+QUICK_MAX_NO_SPEECH_PROB = 0.3
+QUICK_MAX_COMPRESSION_RATIO = 1.8
+
+
+def trust_quick_pass(segment: SegmentScore) -> bool:
+    """True when a decode on the tight window can stand for the full-window one.
+
+    The tight window fails on one-word utterances (a backchannel misheard or
+    looped) and invents text for noise; multi-word speech decoded with
+    confidence came out word for word as on the full window on every fixture.
+    So: at least ``QUICK_MIN_WORDS`` distinct-looking words, no sign of a loop,
+    and confident, speech-like scores; otherwise the caller decodes again.
+    """
+    words = [w for w in (w.strip(".,?!;:\"'").lower() for w in segment.text.split()) if any(c.isalnum() for c in w)]
+    if len(words) < QUICK_MIN_WORDS:
+        return False
+    # A loop of one word ("okay okay okay") is short enough to compress poorly.
+    if len(set(words)) * 2 <= len(words):
+        return False
+    return (
+        segment.avg_logprob >= QUICK_MIN_LOGPROB
+        and segment.no_speech_prob <= QUICK_MAX_NO_SPEECH_PROB
+        and segment.compression_ratio <= QUICK_MAX_COMPRESSION_RATIO
+    )
+
+
 class WhisperAsr:
     """The ``whisper`` engine.
 
@@ -123,7 +161,9 @@ class WhisperAsr:
     ``max(window_s, audio + window_margin_s)`` seconds (``partial_window_s`` for
     partials) instead of Whisper's fixed 30 s; ``window_s=30,
     partial_window_s=30`` restores stock faster-whisper decoding. Longer audio
-    always takes faster-whisper's sliding 30 s windows.
+    always takes faster-whisper's sliding 30 s windows. With ``quick_pass``
+    (default), a greedy decode on the audio plus ``window_margin_s`` comes first
+    and is kept when :func:`trust_quick_pass` says so.
     """
 
     name = "whisper"
@@ -142,6 +182,7 @@ class WhisperAsr:
         window_s: float = 20.0,
         partial_window_s: float = 15.0,
         window_margin_s: float = 1.0,
+        quick_pass: bool = True,
     ) -> None:
         for option, value in (("window_s", window_s), ("partial_window_s", partial_window_s)):
             if not 1.0 <= value <= 30.0:
@@ -166,6 +207,9 @@ class WhisperAsr:
         self.window_s = window_s
         self.partial_window_s = partial_window_s
         self.window_margin_s = window_margin_s
+        self.quick_pass = quick_pass
+        #: Decodes run, by kind ("quick", "quick_kept", "window", "stock"): what the quick pass saves.
+        self.decode_counts: dict[str, int] = {"quick": 0, "quick_kept": 0, "window": 0, "stock": 0}
         self._model, self._model_lock = _shared_model(self.model_path, cpu_threads)
         from faster_whisper.tokenizer import Tokenizer
         from faster_whisper.transcribe import get_suppressed_tokens
@@ -205,9 +249,22 @@ class WhisperAsr:
         """
         window = self.window_s if window_s is None else window_s
         frames = encoder_frames(audio.size, window_s=window, margin_s=self.window_margin_s)
-        if frames < FULL_WINDOW_FRAMES:
-            return [self._decode_window(audio, frames, beam_size)]
-        return self._decode_stock(audio, beam_size)
+        if frames >= FULL_WINDOW_FRAMES:
+            self._count("stock")
+            return self._decode_stock(audio, beam_size)
+        tight = encoder_frames(audio.size, window_s=1.0, margin_s=self.window_margin_s)
+        if self.quick_pass and tight < frames:
+            self._count("quick")
+            quick = self._decode_window(audio, tight, 1)
+            if trust_quick_pass(quick):
+                self._count("quick_kept")
+                return [quick]
+        self._count("window")
+        return [self._decode_window(audio, frames, beam_size)]
+
+    def _count(self, kind: str) -> None:
+        # Plain int increments under the GIL; exact enough for statistics.
+        self.decode_counts[kind] += 1
 
     def _decode_window(self, audio: Any, frames: int, beam_size: int) -> SegmentScore:
         """One encoder pass on ``frames`` log-mel frames, then one greedy/beam decode."""

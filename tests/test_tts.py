@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -313,6 +314,35 @@ def test_espeak_twenty_calls_in_a_row(espeak) -> None:
         assert seconds > 0.5 and rms > 300
         lengths.append(len(pcm))
     assert len(set(lengths)) > 1  # each call spoke its own text, not a stale file
+
+
+_SEEDED_RUN = """
+import ctypes, hashlib, sys
+from server.tts.espeak import EspeakEngine, load_espeak_library
+engine = EspeakEngine()
+voice = engine.voice_for("en-US", None)
+engine.synthesize("Warm up.", voice, 24000)
+# eSpeak seeds its noise generator with the time of day when it starts; this
+# stands in for a process started at another second.
+ctypes.CDLL(load_espeak_library().path).espeak_ng_SetRandSeed(ctypes.c_long(int(sys.argv[1])))
+print(hashlib.sha256(engine.synthesize("Fresh sessions sound the same, she says.", voice, 24000)).hexdigest())
+"""
+
+
+@pytest.mark.timeout(120)
+def test_espeak_says_the_same_text_identically_in_every_process(tmp_path) -> None:
+    # The simulator's echo is eSpeak's audio: if it changed from run to run, so
+    # would the mic signal, and a "deterministic" run's transcripts with it.
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    digests = {
+        subprocess.run([sys.executable, "-c", _SEEDED_RUN, seed], cwd=root, capture_output=True, text=True,
+                       check=True, timeout=100).stdout.strip()
+        for seed in ("1", "987654")
+    }
+    assert len(digests) == 1 and len(next(iter(digests))) == 64
 
 
 def spectral_signature(pcm: bytes) -> np.ndarray:

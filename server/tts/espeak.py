@@ -34,6 +34,18 @@ pyttsx3 quirks this module works around (measured with pyttsx3 2.99):
   a watchdog ends the loop and the call raises :class:`TtsError`.
 * The driver prints "Audio saved to ..." on every file: silenced in the
   driver module only.
+* eSpeak seeds its noise generator (aspiration, fricatives) with the time of
+  day in seconds when it initialises, so the same text sounded different
+  from one process to the next: the simulator's echo, and with it its
+  transcripts, changed between identical runs. Each utterance now starts
+  from a seed made from its text (``espeak_ng_SetRandSeed``, eSpeak NG >= 1.52).
+  What remains is eSpeak's pitch "flutter", whose phase carries over from
+  the previous utterance: the same sequence of utterances gives the same
+  audio in every process, and the synthesis cache answers repeats.
+* The driver's loop polls for the end of synthesis with ``sleep(0.01)``;
+  eSpeak needs ~2-5 ms for a sentence, so most of each call was that sleep
+  (~0.2 s of a simulated session). The driver module gets a ``time`` whose
+  ``sleep`` waits at most 1 ms.
 
 eSpeak can be initialised once per process, so all :class:`EspeakEngine`
 instances share one pyttsx3 engine behind one lock.
@@ -47,6 +59,8 @@ import logging
 import os
 import tempfile
 import threading
+import time
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -111,6 +125,14 @@ def load_espeak_library() -> EspeakLibrary:
         return _library
 
 
+class _ShortPollTime:
+    """``time`` as pyttsx3's espeak driver sees it: polls every 1 ms instead of 10 ms."""
+
+    @staticmethod
+    def sleep(seconds: float) -> None:
+        time.sleep(min(seconds, 0.001))
+
+
 class _Pyttsx3Session:
     """The one pyttsx3 engine of the process, used by one caller at a time."""
 
@@ -122,7 +144,10 @@ class _Pyttsx3Session:
 
         # The driver announces every saved file on stdout; our stdout is the server log.
         espeak_driver.print = lambda *args, **kwargs: None  # type: ignore[attr-defined]
+        espeak_driver.time = _ShortPollTime  # type: ignore[attr-defined]
         self._espeak_c = espeak_c
+        # The same library pyttsx3 loaded (same path, so dlopen returns the same handle).
+        self._set_rand_seed = getattr(ctypes.CDLL(load_espeak_library().path), "espeak_ng_SetRandSeed", None)
         self.engine = pyttsx3.init("espeak")
         self.lock = threading.Lock()
         self._done = threading.Event()
@@ -207,6 +232,8 @@ class _Pyttsx3Session:
             if self._errors:
                 raise TtsError(f"espeak: cannot use voice {voice_id!r}: {self._errors[0]}")
             for attempt in (1, 2):
+                if self._set_rand_seed is not None:
+                    self._set_rand_seed(ctypes.c_long(zlib.crc32(text.encode("utf-8"))))
                 finished, completed = self._utter(text, timeout_s)
                 if self._errors:
                     raise TtsError(f"espeak: synthesis failed for voice {voice_id!r}: {self._errors[0]}")

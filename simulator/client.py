@@ -13,6 +13,7 @@ run's clock; internally everything is a sample index at 16 kHz.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -158,6 +159,10 @@ class SimClient:
         self._was_playing = False
         self._last_server_t = 0.0
         self.audio_chunks_sent = 0
+        # Fingerprints of the audio both ways: equal digests mean two runs heard
+        # and said exactly the same thing, not merely produced the same events.
+        self.mic_digest = hashlib.sha256()
+        self.received_digest = hashlib.sha256()
         self._resolve()  # items at absolute times are known now
 
     # -- helpers ---------------------------------------------------------------
@@ -283,6 +288,7 @@ class SimClient:
         if isinstance(pcm, BadFrame):
             self.warnings.append(f"t={t:.3f}: audio delta of response {rid} dropped: {pcm.message}")
             return
+        self.received_digest.update(pcm)
         samples = pcm16_to_float(pcm)
         if self.output_rate != self.sr and len(samples):
             import soxr
@@ -369,9 +375,10 @@ class SimClient:
 
     def mic_chunk(self, t: float) -> AudioAppend:
         """The microphone audio up to tick ``t`` (one chunk), mixed now."""
-        chunk = self.mic.mix(self.speaker, self._n(t))
+        pcm = self.mic.mix(self.speaker, self._n(t)).pcm16()
         self.audio_chunks_sent += 1
-        return AudioAppend(chunk.pcm16())
+        self.mic_digest.update(pcm)
+        return AudioAppend(pcm)
 
     @property
     def pending(self) -> int:

@@ -43,6 +43,7 @@ def result_dict(result: RunResult) -> dict[str, Any]:
             if e.type != "response.audio.delta"
         ],
         "audio_deltas": sum(1 for e in result.client.log if e.type == "response.audio.delta"),
+        "audio_sha256": {"mic": result.client.mic_digest.hexdigest(), "received": result.client.received_digest.hexdigest()},
         "server_counters": result.server_counters,
         "trace_source": result.trace_source,
         "warnings": result.client.warnings,

@@ -17,28 +17,23 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+from server.config import load_project_config_file
+from server.engines import build_engines
+from server.virtual import open_virtual_session
 from simulator.run import RunResult, client_for, vad_params, warning_texts
 from simulator.scenario import Scenario
 
 
 def warm_up(config_path: Path) -> float:
-    """Load the engines ``config_path`` selects (models are cached per process); returns seconds taken.
+    """Load and first-run the engines ``config_path`` selects (cached per process); returns seconds taken.
 
-    Lets a caller time runs without the one-time model loading in them.
+    Lets a caller time runs without the one-time model loading and first
+    inferences in them (:meth:`server.engines.EngineSet.warm_up`).
     """
     import time
 
-    from server.config import load_project_config_file
-    from server.engines import build_engines
-
     t0 = time.perf_counter()
-    cfg = load_project_config_file(Path(config_path)).config
-    engines = build_engines(cfg)
-    quiet = bytes(2 * 16000 // 2)  # 0.5 s of silence at 16 kHz: loads the model, decodes nothing
-    engines.asr.transcribe("sim-warm-up", quiet, 16000, final=True)
-    engines.asr.forget("sim-warm-up")
-    if engines.confirmer is not None:
-        engines.confirmer.has_speech(bytes(2 * 16000), 16000)
+    build_engines(load_project_config_file(Path(config_path)).config).warm_up()
     return time.perf_counter() - t0
 
 
@@ -54,9 +49,6 @@ def run_fast(
     ``partials``: send partial transcripts as the real-time server does (each
     is a full ASR decode: slow, and not used by any metric).
     """
-    from server.config import load_project_config_file
-    from server.virtual import open_virtual_session
-
     path = Path(config_path or scenario.config_path)
     loaded = load_project_config_file(path)
     cfg = loaded.config

@@ -257,6 +257,20 @@ def test_commits_never_end_a_turn_and_clear_drops_pending_input():
     assert run.first("response.created") is None
 
 
+def test_engine_warm_up_runs_each_engine_without_filling_the_sentence_cache():
+    from server.engines import build_engines
+    from server.tts.cache import SHARED_CACHE
+
+    engines = build_engines(TUTORIAL)
+    counts = dict(engines.asr.decode_counts)
+    lookups = (SHARED_CACHE.hits, SHARED_CACHE.misses)
+    engines.warm_up()
+    # The recogniser really decoded (speech, not skipped silence)...
+    assert sum(engines.asr.decode_counts.values()) > sum(counts.values())
+    # ...and no session can be handed the warm-up sentence from the cache.
+    assert (SHARED_CACHE.hits, SHARED_CACHE.misses) == lookups
+
+
 def test_synthesis_is_streamed_sentence_by_sentence():
     from server.session import Send, Session, StartJob
     from server.engines import build_engines

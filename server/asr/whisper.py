@@ -210,6 +210,7 @@ class WhisperAsr:
         self.quick_pass = quick_pass
         #: Decodes run, by kind ("quick", "quick_kept", "window", "stock"): what the quick pass saves.
         self.decode_counts: dict[str, int] = {"quick": 0, "quick_kept": 0, "window": 0, "stock": 0}
+        self._counts_lock = threading.Lock()
         self._model, self._model_lock = _shared_model(self.model_path, cpu_threads)
         from faster_whisper.tokenizer import Tokenizer
         from faster_whisper.transcribe import get_suppressed_tokens
@@ -245,7 +246,9 @@ class WhisperAsr:
         """Run Whisper on 16 kHz float audio and return every segment with its scores.
 
         ``window_s`` is the minimum encoder window (default: the final one);
-        30 means faster-whisper's stock path.
+        30 means faster-whisper's stock path. With ``quick_pass``, a greedy
+        decode on the audio plus margin comes first and is returned alone when
+        :func:`trust_quick_pass` accepts it.
         """
         window = self.window_s if window_s is None else window_s
         frames = encoder_frames(audio.size, window_s=window, margin_s=self.window_margin_s)
@@ -263,8 +266,9 @@ class WhisperAsr:
         return [self._decode_window(audio, frames, beam_size)]
 
     def _count(self, kind: str) -> None:
-        # Plain int increments under the GIL; exact enough for statistics.
-        self.decode_counts[kind] += 1
+        # Sessions decode from several worker threads; `+=` on a dict item is not atomic.
+        with self._counts_lock:
+            self.decode_counts[kind] += 1
 
     def _decode_window(self, audio: Any, frames: int, beam_size: int) -> SegmentScore:
         """One encoder pass on ``frames`` log-mel frames, then one greedy/beam decode."""

@@ -39,8 +39,9 @@ pyttsx3 quirks this module works around (measured with pyttsx3 2.99):
   from one process to the next: the simulator's echo, and with it its
   transcripts, changed between identical runs. Each utterance now starts
   from a seed made from its text (``espeak_ng_SetRandSeed``, eSpeak NG >= 1.52).
-  What remains is eSpeak's pitch "flutter", whose phase carries over from
-  the previous utterance: the same sequence of utterances gives the same
+  What remains is state eSpeak carries from one utterance to the next (the
+  phase of its pitch "flutter", breath resonators; wavegen.c statics, not
+  reachable through its API): the same sequence of utterances gives the same
   audio in every process, and the synthesis cache answers repeats.
 * The driver's loop polls for the end of synthesis with ``sleep(0.01)``;
   eSpeak needs ~2-5 ms for a sentence, so most of each call was that sleep

@@ -64,10 +64,13 @@ class EngineSet:
         cache, so no session ever gets a warm-up result.
         """
         rate = 16000
-        # Noise at -26 dBFS when no agent speaks: not silence, which the ASR skips undecoded.
-        speech = (np.random.default_rng(0).normal(0, 1600, rate).astype("<i2")).tobytes()
-        for voice in dict.fromkeys(self.voices.values()):
-            speech = tts.get_tts_engine(voice.engine).synthesize(WARM_UP_TEXT, voice, rate)
+        spoken = [
+            tts.get_tts_engine(voice.engine).synthesize(WARM_UP_TEXT, voice, rate)
+            for voice in dict.fromkeys(self.voices.values())
+        ]
+        # The recogniser skips silence undecoded: give it speech, or noise at -26 dBFS
+        # when no agent speaks.
+        speech = spoken[-1] if spoken else np.random.default_rng(0).normal(0, 1600, rate).astype("<i2").tobytes()
         self.asr.transcribe("warm-up", speech, rate, final=True)
         self.asr.forget("warm-up")
         vad.get_speech_gate(self.turn_gate_name, sample_rate=rate, frame_ms=30).push(speech[: rate * 2 * 30 // 1000])

@@ -44,9 +44,9 @@ pyttsx3 quirks this module works around (measured with pyttsx3 2.99):
   reachable through its API): the same sequence of utterances gives the same
   audio in every process, and the synthesis cache answers repeats.
 * The driver's loop polls for the end of synthesis with ``sleep(0.01)``;
-  eSpeak needs ~2-5 ms for a sentence, so most of each call was that sleep
-  (~0.2 s of a simulated session). The driver module gets a ``time`` whose
-  ``sleep`` waits at most 1 ms.
+  eSpeak needs 3-14 ms for a sentence, so the 10 ms steps wasted up to half
+  of each call (~0.1 s of a simulated session). The driver module gets a
+  ``time`` whose ``sleep`` waits at most 1 ms.
 
 eSpeak can be initialised once per process, so all :class:`EspeakEngine`
 instances share one pyttsx3 engine behind one lock.

@@ -119,12 +119,8 @@ def create_app(settings: ServerSettings) -> Starlette:
         loaded, problem = _config_of(body)
         if problem is not None:
             return problem
-        raw = body["config"]
-        if isinstance(raw, str):  # a YAML string: store the object the SDK would have sent
-            import yaml
-
-            raw = yaml.safe_load(raw)
-        stored = projects.create(name, raw)
+        # A YAML string is stored as the object the SDK would have sent.
+        stored = projects.create(name, dict(loaded.document))
         for w in loaded.warnings:
             log.warning("project %s v%d: %s", name, stored.version, w.message)
         return JSONResponse(

@@ -515,10 +515,15 @@ def find_cycle(nodes: Sequence[str], edges: Mapping[str, Sequence[str]]) -> list
 
 @dataclass
 class LoadedConfig:
-    """A valid project config and the warnings (unknown keys, agent classes) it raised."""
+    """A valid project config and the warnings (unknown keys, agent classes) it raised.
+
+    ``document`` is the config as parsed (YAML text becomes a mapping), before
+    validation filled in defaults: what a project store keeps.
+    """
 
     config: ProjectConfig
     warnings: list[ConfigIssue] = field(default_factory=list)
+    document: Mapping[str, Any] = field(default_factory=dict)
 
 
 def load_project_config(raw: object) -> LoadedConfig:
@@ -542,7 +547,7 @@ def load_project_config(raw: object) -> LoadedConfig:
     assert model is not None
     warnings.extend(_unknown_keys(model, ()))
     warnings.extend(semantic_warnings)
-    return LoadedConfig(config=model, warnings=warnings)
+    return LoadedConfig(config=model, warnings=warnings, document=data)
 
 
 def load_project_config_file(path: str | os.PathLike[str]) -> LoadedConfig:

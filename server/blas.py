@@ -17,8 +17,9 @@ from __future__ import annotations
 import os
 import sys
 
-#: Environment variables the BLAS builds numpy ships with (or is linked to) read.
-BLAS_THREAD_VARIABLES = ("OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+#: What the OpenBLAS in numpy's wheels reads. Not MKL_NUM_THREADS: numpy's
+#: wheels have no MKL, and CTranslate2 uses MKL for its own threads on Intel CPUs.
+BLAS_THREAD_VARIABLES = ("OPENBLAS_NUM_THREADS",)
 
 
 def limit_blas_threads() -> bool:

@@ -1,4 +1,14 @@
-"""refinery-mock: an offline stand-in for the AI Refinery realtime voice service."""
+"""refinery-mock: an offline stand-in for the AI Refinery realtime voice service.
+
+Importing this package keeps numpy's OpenBLAS to one thread (:mod:`server.blas`):
+that has to happen before numpy is imported, and every entry point
+(``python -m server``, ``-m server.tts``, ``-m server.asr.bench``, and
+``-m simulator`` through :mod:`simulator`) imports this package first.
+"""
+
+from server.blas import limit_blas_threads
+
+limit_blas_threads()
 
 __version__ = "0.1.0"
 

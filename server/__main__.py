@@ -9,15 +9,11 @@ import socket
 import sys
 from pathlib import Path
 
-from server.blas import limit_blas_threads
+import uvicorn
 
-limit_blas_threads()  # before anything imports numpy
-
-import uvicorn  # noqa: E402
-
-from server import LISTENING_PREFIX  # noqa: E402
-from server.app import ServerSettings, create_app  # noqa: E402
-from server.protocol import MAX_CLIENT_FRAME_BYTES  # noqa: E402
+from server import LISTENING_PREFIX
+from server.app import ServerSettings, create_app
+from server.protocol import MAX_CLIENT_FRAME_BYTES
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -8,8 +8,8 @@ instead of ~95 ms, measured per thread with /proc). The engines that need
 threads (CTranslate2, onnxruntime) set their own counts.
 
 OpenBLAS reads its thread count once, when numpy is first imported, so
-:func:`limit_blas_threads` must run before that: the entry points call it
-first thing.
+:func:`limit_blas_threads` must run before that: importing the ``server``
+package calls it, and every entry point imports that package first.
 """
 
 from __future__ import annotations

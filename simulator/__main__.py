@@ -2,10 +2,6 @@
 
 import sys
 
-from server.blas import limit_blas_threads
-
-limit_blas_threads()  # before anything imports numpy
-
-from simulator.cli import main  # noqa: E402
+from simulator.cli import main
 
 sys.exit(main())

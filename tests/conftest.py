@@ -20,11 +20,9 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(REPO_ROOT) not in sys.path:  # `tests.support` must import however pytest was started
     sys.path.insert(0, str(REPO_ROOT))
 
-from server.blas import limit_blas_threads  # noqa: E402
-
-# As in the entry points: the in-process simulations and engines run with one
-# BLAS thread, so a spinning OpenBLAS worker does not slow the test run.
-limit_blas_threads()
+# As in the entry points, the server package comes first: it keeps numpy's
+# BLAS to one thread (server.blas) for the in-process simulations and engines.
+import server  # noqa: E402, F401
 
 from tests.support.sdk_venv import SdkVenvError, ensure_sdk_venv  # noqa: E402
 from tests.support.server_proc import ServerHandle, ServerStartError, running_server  # noqa: E402

@@ -58,7 +58,7 @@ def test_limit_blas_threads_reports_when_it_is_too_late():
     assert result.stdout.strip() == "False"
 
 
-@pytest.mark.parametrize("module", ["simulator", "server"])
+@pytest.mark.parametrize("module", ["simulator", "server", "server.tts", "server.asr.bench"])
 def test_entry_points_limit_blas_threads_before_numpy(module):
     # Run the entry module with --help: it imports everything, then exits.
     prelude = (

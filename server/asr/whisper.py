@@ -21,13 +21,14 @@ wrong (one-word backchannels, noise), is decoded again on the full window.
 Encoder precision: the decoder runs in int8, the encoder (by default) in
 float32. Without Intel MKL (AMD CPUs) CTranslate2's int8 products run on
 oneDNN, which was ~2x slower on the encoder's products than float32 (a
-488-frame pass: 120-130 ms vs 70 ms) until it had once run a large product,
-after which it was as fast, but computed slightly differently: the quick pass
-then looped on a barge-in clip it had decoded cleanly before. The float32
-encoder is as fast without priming, numerically closest to the model, and
-independent of that hidden state; the int8 decoder stays faster than float32
-(89 vs 127 ms). So the encoder pass runs on a second, float32 copy of the same
-weights (``encoder_compute_type``; ``None`` encodes with the int8 model).
+488-frame pass: 120-130 ms vs 70 ms) until it had once run a large product.
+Priming it that way would do, but the int8 encoder's quick pass on one
+barge-in clip looped or not depending on the last bits of the mel features
+(numpy's BLAS thread count), where the float32 encoder gave the same words
+either way; float32 is also closer to the unquantized model. The int8 decoder
+stays faster than float32 (89 vs 127 ms). So the encoder pass runs on a
+second, float32 copy of the same weights (``encoder_compute_type``; ``None``
+encodes with the int8 model).
 """
 
 from __future__ import annotations

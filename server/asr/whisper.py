@@ -20,15 +20,15 @@ wrong (one-word backchannels, noise), is decoded again on the full window.
 
 Encoder precision: the decoder runs in int8, the encoder (by default) in
 float32. Without Intel MKL (AMD CPUs) CTranslate2's int8 products run on
-oneDNN, which was ~2x slower on the encoder's products than float32 (a
-488-frame pass: 120-130 ms vs 70 ms) until it had once run a large product.
-Priming it that way would do, but the int8 encoder's quick pass on one
-barge-in clip looped or not depending on the last bits of the mel features
-(numpy's BLAS thread count), where the float32 encoder gave the same words
-either way; float32 is also closer to the unquantized model. The int8 decoder
-stays faster than float32 (89 vs 127 ms). So the encoder pass runs on a
-second, float32 copy of the same weights (``encoder_compute_type``; ``None``
-encodes with the int8 model).
+oneDNN, which ran the encoder's products ~2x slower than float32 until it had
+once run a large one (the engines' warm-up usually does). The int8 encoder's
+quick pass on one barge-in clip also looped or not depending on the last bits
+of the mel features (numpy's BLAS thread count), where the float32 encoder
+gave the same words either way; float32 is also closer to the unquantized
+model. The int8 decoder stays faster than float32 (89 vs 127 ms). So the
+encoder pass runs on a second, float32 copy of the same weights
+(``encoder_compute_type``; ``None`` encodes with the int8 model); docs/asr.md
+has the measurements.
 """
 
 from __future__ import annotations

@@ -35,7 +35,7 @@ import yaml
 
 from server import protocol as proto
 from server.config import load_project_config
-from server.history import HistoryStore
+from server.history import END_TOLERANCE_S, HistoryStore, PlayedSentence, ResponsePart, heard_turns
 from server.virtual import JobLatency, VirtualSession, open_virtual_session
 from tests.support.server_proc import running_server
 
@@ -243,6 +243,43 @@ def test_a_second_cancel_or_a_new_turn_does_not_change_a_settled_history():
     c._react(c.vs.deliver(c.t + 5.0, proto.ResponseCancel()))
     c._react(c.vs.deliver(c.t + 5.0, proto.TextInput(FOLLOW_UP)))
     assert list(c.vs.session.history.turns)[: len(settled)] == settled
+
+
+# -- the rule alone, at its edges --------------------------------------------------------
+
+
+def parts() -> list[ResponsePart]:
+    """Text-only "Intro" first, "A" speaking 0-4 s (two sentences), text-only "T" at 4 s, "B" 4-6 s."""
+    return [
+        ResponsePart("Intro", "Shown first.", 0.0, finished=True),
+        ResponsePart("A", "One two three. Four five six seven!", 0.0, [
+            PlayedSentence("one two three", 0.0, 2.0), PlayedSentence("four five six seven", 2.0, 4.0)], finished=True),
+        ResponsePart("T", "Text only.", 4.0, finished=True),
+        ResponsePart("B", "Eight nine.", 4.0, [PlayedSentence("eight nine", 4.0, 6.0)], finished=True),
+    ]
+
+
+@pytest.mark.parametrize("played_s, complete, expected", [
+    (0.0, False, [("Intro", "Shown first.", True)]),  # shown before any audio: delivered
+    (3.0, False, [("Intro", "Shown first.", False), ("A", "one two three four five", True)]),
+    (4.0, False, [("Intro", "Shown first.", False), ("A", "One two three. Four five six seven!", False),
+                  ("T", "Text only.", True)]),  # the cut reached T's place: T delivered, B not
+    (3.99, True, [("Intro", "Shown first.", False), ("A", "one two three four five six", True)]),
+    (6.0 - END_TOLERANCE_S, True, [("Intro", "Shown first.", False), ("A", "One two three. Four five six seven!", False),
+                                   ("T", "Text only.", False), ("B", "Eight nine.", False)]),
+    (6.0, False, [("Intro", "Shown first.", False), ("A", "One two three. Four five six seven!", False),
+                  ("T", "Text only.", False), ("B", "Eight nine.", True)]),  # all played, but agents never ran
+])
+def test_heard_turns_rule(played_s, complete, expected):
+    turns = heard_turns(parts(), played_s, complete=complete)
+    assert [(t.agent, t.text, t.interrupted) for t in turns] == expected
+    assert all(t.role == "assistant" for t in turns)
+
+
+def test_heard_turns_nothing_heard_and_a_speaking_agent_not_yet_voiced():
+    speaking = [ResponsePart("A", "Shown, not yet spoken.", 0.0)]  # text out, first sentence synthesizing
+    assert heard_turns(speaking, 0.0, complete=False) == []
+    assert heard_turns(parts()[1:], 0.0, complete=False) == []
 
 
 # -- end to end: the late-skip-history case against the server process --------------------

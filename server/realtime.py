@@ -22,7 +22,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 from server import protocol as proto
 from server.config import load_project_config
 from server.engines import build_engines
-from server.history import HistoryStore
+from server.history import ConversationHistory, HistoryStore
 from server.projects import NAME_RE, ProjectStore, UnknownProject
 from server.session import PersistHistory, Send, Session, StartJob
 from server.work import Job, run_job
@@ -166,9 +166,16 @@ class SessionConnection:
                 self._spawn(self._run_job(out.job))
             elif isinstance(out, PersistHistory):
                 # Saves are awaited, never cancelled, on close: history must not be lost.
-                save = asyncio.to_thread(self.histories.save, self.session.project, self.session.uuid, out.history)
-                self.saves.append(asyncio.get_running_loop().create_task(save))
+                previous = self.saves[-1] if self.saves else None
+                self.saves.append(asyncio.get_running_loop().create_task(self._save(out.history, previous)))
         self.wake.set()
+
+    async def _save(self, history: ConversationHistory, previous: asyncio.Task | None) -> None:
+        # One save after the other: a late change (a cut after response.done)
+        # must not be overwritten by an older history finishing its write last.
+        if previous is not None:
+            await asyncio.wait({previous})  # its failure is logged on close
+        await asyncio.to_thread(self.histories.save, self.session.project, self.session.uuid, history)
 
     def _spawn(self, coro) -> None:
         task = asyncio.get_running_loop().create_task(coro)

@@ -21,7 +21,7 @@ from server.bargein import BargeIn, BargeInDetector, BargeInSettings, PlaybackTi
 from server.config import ProjectConfig
 from server.echo import EchoGate, FarEndLevels, level_dbfs
 from server.engines import EngineSet
-from server.history import ConversationHistory
+from server.history import ConversationHistory, PlayedSentence, ResponsePart, heard_turns
 from server.tts.normalize import normalize_text, split_sentences
 from server.turns import SpeechStarted, TurnDetector, TurnEnded
 from server.vad import Framer
@@ -63,16 +63,6 @@ Output = Union[Send, StartJob, PersistHistory]
 
 
 @dataclass
-class _SpokenSpan:
-    """Audio sent for one sentence, for truncating history to what was played."""
-
-    agent: str
-    text: str
-    start_s: float
-    end_s: float
-
-
-@dataclass
 class _Response:
     id: str
     query: str
@@ -83,11 +73,13 @@ class _Response:
     sentences: list[str] = field(default_factory=list)
     sentence: int = 0
     audio_s: float = 0.0
-    spans: list[_SpokenSpan] = field(default_factory=list)
+    parts: list[ResponsePart] = field(default_factory=list)  # what went out, in playback order
     job: int | None = None
     close_deadline: float | None = None
     interrupted_at_ms: int | None = None
-    history_index: int | None = None  # where its assistant turns start in the history
+    history_index: int = 0  # where its assistant turns go in the history (after its user turn)
+    history_len: int = 0  # how many assistant turns it has there now
+    heard_final: bool = False  # ended or cut: what the user heard of it is known
 
 
 @dataclass
@@ -421,13 +413,12 @@ class Session:
             if resp.job is not None:
                 self._jobs.pop(resp.job, None)
                 resp.job = None
-            self._record_assistant(resp, played_s=audio_end_ms / 1000, out=out)
+            self._settle_heard(resp, audio_end_ms / 1000, out)
         elif self._last_response is not None:
             # All audio was already sent; the client is still playing it.
             last = self._last_response
             out.append(Send(proto.response_interrupted(last.id, audio_end_ms)))
-            if last.history_index is not None and last.history_index <= len(self.history.turns):
-                self._record_assistant(last, played_s=audio_end_ms / 1000, out=out)
+            self._settle_heard(last, audio_end_ms / 1000, out)
         # The speech that fired starts the user's next turn, from prefix padding before its onset.
         self._drop_utterance()
         # The speech heard so far is enough for a first partial right away.
@@ -443,7 +434,8 @@ class Session:
 
     def _persist(self, out: list[Output]) -> None:
         if self.config.memory_config.save_config.auto_load:
-            out.append(PersistHistory(self.history))
+            # A copy: the driver saves it on another thread while the session goes on.
+            out.append(PersistHistory(ConversationHistory(self.history.turns)))
 
     def _start_response(self, t: float, query: str, out: list[Output]) -> None:
         if self._response_active():
@@ -451,7 +443,12 @@ class Session:
             # as interrupted; one still generating is cancelled by the new turn.
             status = "interrupted" if self._response.status == "interrupted" else "cancelled"
             self._close_response(t, status, out)
+        else:
+            # The last answer may still be playing: the new turn cuts it.
+            self._end_playback(t, out)
         resp = _Response(f"resp_{next(self._ids)}", query, plan_turn(self.config, query))
+        # Its assistant turns go right after the user turn that asked for it.
+        resp.history_index = len(self.history.turns)
         self._response = resp
         self._last_response = resp
         self.counters["responses"] += 1
@@ -500,6 +497,7 @@ class Session:
             return
         step = resp.steps[resp.step]
         resp.outputs.append((step.name, result.text))
+        resp.parts.append(ResponsePart(step.name, result.text, resp.audio_s))
         out.append(Send(proto.text_delta(resp.id, step.name, result.text)))
         if not step.speech.enable_speech or not result.spoken.strip():
             self._finish_step(t, resp, result.text, out)
@@ -525,7 +523,7 @@ class Session:
         chunk = int(self.output_rate * DELTA_S) * 2
         duration = len(pcm) / 2 / self.output_rate
         if pcm:
-            resp.spans.append(_SpokenSpan(step.name, resp.sentences[resp.sentence], resp.audio_s, resp.audio_s + duration))
+            resp.parts[-1].sentences.append(PlayedSentence(resp.sentences[resp.sentence], resp.audio_s, resp.audio_s + duration))
         self.far_end.append(pcm)
         for start in range(0, len(pcm), chunk):
             piece = pcm[start : start + chunk]
@@ -540,6 +538,7 @@ class Session:
 
     def _finish_step(self, t: float, resp: _Response, text: str, out: list[Output]) -> None:
         out.append(Send(proto.text_done(resp.id, resp.steps[resp.step].name, text)))
+        resp.parts[-1].finished = True
         resp.step += 1
         self._next_step(t, resp, out)
 
@@ -558,9 +557,10 @@ class Session:
     def _on_cancel(self, t: float, out: list[Output]) -> None:
         resp = self._response
         if resp is not None and resp.status in ("generating", "interrupted"):
-            if resp.status == "generating":
-                self._record_assistant(resp, played_s=self.playback.played_s(t), out=out, interrupted=True)
             self._close_response(t, "interrupted" if resp.status == "interrupted" else "cancelled", out)
+        else:
+            # The skip key after response.done: the client was still playing the answer.
+            self._end_playback(t, out)
         # The client stopped playing: nothing left to interrupt or to talk over.
         if self.detector is not None:
             self.detector.end_response()
@@ -574,9 +574,10 @@ class Session:
             self._jobs.pop(resp.job, None)
             resp.job = None
         if status == "completed":
-            self._record_assistant(resp, played_s=None, out=out, interrupted=False)
-        elif resp.history_index is None:
-            self._record_assistant(resp, played_s=resp.audio_s, out=out, interrupted=True)
+            # Provisional: sent is not heard; a cut while it still plays re-truncates it.
+            self._record_assistant(resp, None, out)
+        else:
+            self._settle_heard(resp, self.playback.played_s(t), out)
         resp.status = "closed"
         resp.close_deadline = None
         out.append(Send(proto.audio_done(resp.id)))
@@ -587,40 +588,28 @@ class Session:
 
     # -- history ------------------------------------------------------------
 
-    def _record_assistant(
-        self, resp: _Response, *, played_s: float | None, out: list[Output], interrupted: bool = True
-    ) -> None:
-        """Record the response's assistant turns, truncated to ``played_s`` when
-        interrupted. Recording again (a late interrupt) replaces the first one."""
-        if resp.history_index is None:
-            resp.history_index = len(self.history.turns)
-        else:
-            del self.history.turns[resp.history_index :]
-        for agent, text in resp.outputs:
-            spoken_text = text
-            if played_s is not None:
-                spoken_text = self._played_text(resp, agent, text, played_s)
-                if spoken_text is None:
-                    continue
-            self.history.add(PriorTurn("assistant", spoken_text, agent, interrupted and played_s is not None))
-        self._persist(out)
+    def _end_playback(self, t: float, out: list[Output]) -> None:
+        """The client's playback of the last response ends at ``t`` (skip key, new turn)."""
+        last = self._last_response
+        if last is not None and self.playback.open:
+            # The timeline still tracks it: it is closed on cancel and renewed per response.
+            self._settle_heard(last, self.playback.played_s(t), out)
 
-    @staticmethod
-    def _played_text(resp: _Response, agent: str, text: str, played_s: float) -> str | None:
-        spans = [s for s in resp.spans if s.agent == agent]
-        if not spans:
-            # A silent agent (no speech) counts as delivered once a later agent played.
-            later = [s for s in resp.spans if s.start_s <= played_s]
-            return text if later else None
-        heard: list[str] = []
-        for span in spans:
-            if span.start_s >= played_s:
-                break
-            if span.end_s <= played_s:
-                heard.append(span.text)
-            else:
-                words = span.text.split()
-                frac = (played_s - span.start_s) / max(span.end_s - span.start_s, 1e-9)
-                heard.append(" ".join(words[: int(len(words) * frac)]))
-        result = " ".join(h for h in heard if h).strip()
-        return result or None
+    def _settle_heard(self, resp: _Response, played_s: float, out: list[Output]) -> None:
+        """The response ended or was cut when ``played_s`` seconds of it had been
+        played: record what was heard; the first such ending is final."""
+        if resp.heard_final:
+            return
+        resp.heard_final = True
+        self._record_assistant(resp, played_s, out)
+
+    def _record_assistant(self, resp: _Response, played_s: float | None, out: list[Output]) -> None:
+        """Put the response's heard turns (:func:`server.history.heard_turns`) in
+        its place in the history, replacing what it had there; persist on change."""
+        turns = heard_turns(resp.parts, played_s, complete=resp.step >= len(resp.steps))
+        place = slice(resp.history_index, resp.history_index + resp.history_len)
+        if self.history.turns[place] == turns:
+            return
+        self.history.turns[place] = turns
+        resp.history_len = len(turns)
+        self._persist(out)

@@ -154,7 +154,7 @@ knobs = st.fixed_dictionaries({
 })
 
 
-@settings(max_examples=60, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=60, deadline=None, derandomize=True, database=None, suppress_health_check=[HealthCheck.too_slow])
 @given(knobs)
 def test_every_accepted_knob_combination_fires_on_clear_speech(k: dict[str, Any]) -> None:
     window = k["window_size"]

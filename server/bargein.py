@@ -279,8 +279,8 @@ class BargeInDetector:
     frame's decision enters a ring of the last ``window_size`` decisions (during
     the lockout too). When the ring holds ``threshold`` speech frames and the
     lockout is over, a candidate is raised at that very frame; the confirmer
-    (if any) runs on the latest ``confirm_window_s`` of input; a "no" drops the
-    candidate and clears the ring.
+    (if any) runs on the latest :attr:`confirm_audio_s` of input; a "no" drops
+    the candidate and clears the ring.
 
     Ours: frames that arrive while disarmed are not counted and the ring is
     cleared, so a re-armed detector (next response, or more audio after a
@@ -305,9 +305,14 @@ class BargeInDetector:
         lookback_frames = math.ceil(settings.onset_lookback_ms / settings.frame_ms - EPS)
         # Armed decisions, the window's and up to onset_lookback_ms before it, for the onset.
         self._history: deque[tuple[float, bool]] = deque(maxlen=settings.window_size + lookback_frames)
+        #: Input the confirmer is run on (s): the spec's max(window_size x frame_ms,
+        #: silero_min_samples_seconds), raised to what the confirmer needs (ours):
+        #: on less, a confirmer such as Silero rejects all speech and short
+        #: windows could never fire.
+        self.confirm_audio_s = max(settings.confirm_window_s, confirmer.min_audio_s if confirmer is not None else 0.0)
         keep_s = max(
             settings.window_size * settings.frame_s + (settings.onset_lookback_ms + settings.prefix_padding_ms) / 1000.0,
-            settings.confirm_window_s,
+            self.confirm_audio_s,
         )
         self._audio: deque[tuple[float, bytes]] = deque(maxlen=math.ceil(keep_s / settings.frame_s - EPS) + 1)
 
@@ -375,7 +380,7 @@ class BargeInDetector:
 
         self.stats.candidates += 1
         if self.confirmer is not None:
-            recent = self._recent_audio(t - self.settings.confirm_window_s)[1]
+            recent = self._recent_audio(t - self.confirm_audio_s)[1]
             if not self.confirmer.has_speech(recent, self.sample_rate):
                 self.stats.dropped += 1
                 self.stats.drop_times.append(t)

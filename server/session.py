@@ -22,7 +22,7 @@ from server.config import ProjectConfig
 from server.echo import EchoGate, FarEndLevels, level_dbfs
 from server.engines import EngineSet
 from server.history import ConversationHistory, PlayedSentence, ResponsePart, heard_turns
-from server.tts.normalize import normalize_text, split_sentences
+from server.tts.normalize import split_sentences, spoken_form
 from server.turns import SpeechStarted, TurnDetector, TurnEnded
 from server.vad import Framer
 from server.work import AgentJob, AgentText, Job, JobFailed, JobResult, SpeechAudio, SpeechJob, Transcript, TranscribeJob
@@ -502,7 +502,7 @@ class Session:
         if not step.speech.enable_speech or not result.spoken.strip():
             self._finish_step(t, resp, result.text, out)
             return
-        spoken = normalize_text(result.spoken) if step.speech.normalize_text else result.spoken
+        spoken = spoken_form(result.spoken, language=self.engines.voice_for_step(step).language, expand=step.speech.normalize_text)
         resp.sentences = split_sentences(spoken) or [spoken]
         resp.sentence = 0
         self._synthesize_next(resp, out)

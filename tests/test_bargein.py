@@ -286,6 +286,7 @@ def test_onset_does_not_reach_back_over_a_long_gap() -> None:
 
 class _Confirmer:
     name = "scripted"
+    min_audio_s = 0.0
 
     def __init__(self, answers: list[bool]) -> None:
         self.answers = answers
@@ -314,6 +315,20 @@ def test_dropped_candidate_clears_the_ring() -> None:
     # Confirmation looked at max(24 x 30 ms, 1.0 s) = 1.0 s of input.
     assert confirmer.lengths == [2 * RATE] * 2
     assert det.stats.candidates == 2 and det.stats.dropped == 1 and det.stats.fired == 1
+
+
+def test_confirmer_gets_at_least_the_audio_it_declares() -> None:
+    # 3 of 3 frames and no minimum: the spec's formula gives 90 ms, the confirmer needs 0.5 s.
+    quick = BargeInSettings(frame_ms=30, threshold=3, window_size=3, lockout_seconds=0.0, silero_min_samples_seconds=0.0)
+    confirmer = _Confirmer([False, True])
+    confirmer.min_audio_s = 0.5
+    det = BargeInDetector(quick, confirmer, RATE)
+    feed_frames(det, lambda k: False, 1, 40)  # input before the response is kept for confirmation too
+    det.new_response()
+    det.on_audio_sent(t_of(40), 10.0)
+    hits = feed_frames(det, lambda k: True, 41, 60)
+    assert [k for k, _ in hits] == [46]  # candidates at 43 (dropped) and 46
+    assert confirmer.lengths == [RATE] * 2  # 0.5 s of PCM16 each time, not 0.09 s
 
 
 def test_settings_validation_names_the_field() -> None:

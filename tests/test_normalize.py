@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from server.tts.normalize import normalize_text, spell_int, spell_number, spell_ordinal, split_sentences
+from server.tts.normalize import (
+    normalize_text, spell_fraction, spell_int, spell_number, spell_ordinal, split_sentences, spoken_form,
+)
 
 
 @pytest.mark.parametrize(
@@ -136,3 +138,174 @@ def test_split_then_normalize_round_trip_keeps_all_words() -> None:
     text = "It costs $3.50, i.e. cheap. We sold 1,250 of them in the 2nd quarter!"
     joined = " ".join(normalize_text(s) for s in split_sentences(text))
     assert joined == normalize_text(text)
+
+
+# ------------------------------------------------------------------- the spoken form
+# Exact spoken form of each input (English voice, normalize_text on); the rules are in
+# docs/tts.md, "What is spoken". The text events keep the original text.
+
+SPOKEN_FORM = [
+    # markdown and HTML
+    ('**Hedge losses against stock price variance**', 'Hedge losses against stock price variance'),
+    ('__bold__ and *italic* and _italic_', 'bold and italic and italic'),
+    ('# A heading', 'A heading'),
+    ('### Third level', 'Third level'),
+    ('Read [the guide](https://example.com/guide) first.', 'Read the guide first.'),
+    ('![a chart of returns](chart.png)', 'a chart of returns'),
+    ('Run `pip install air` now.', 'Run pip install air now.'),
+    ('> A quoted line', 'A quoted line'),
+    ('- Buy puts\n- Sell calls', 'Buy puts\n\nSell calls'),
+    ('* one\n* two', 'one\n\ntwo'),
+    ('1. Buy puts\n2. Sell calls', 'one. Buy puts\n\ntwo. Sell calls'),
+    ('3) Third step', 'three. Third step'),
+    ('| Asset | Share |\n|---|---|\n| Bonds | 40% |\n| Gold | 5% |', 'Asset, Share\n\nBonds, forty percent\n\nGold, five percent'),
+    ('Intro:\n\n```python\nprint(42)\n```\n\nThat is all.', 'Intro\n\nThat is all.'),
+    ('<b>Bold</b> and <i>italic</i> text', 'Bold and italic text'),
+    ('Line one<br>line two', 'Line one line two'),
+    ('The price is ~~$10~~ $8.', 'The price is eight dollars.'),
+    ('Not \\*bold\\* at all', 'Not bold at all'),
+    ('AT&amp;T', 'AT and T'),
+    ('Escaped \\# hash', 'Escaped hash'),
+    ('---', ''),
+    ('snake_case_name', 'snake case name'),
+    # times
+    ('We meet at 3:30 pm.', 'We meet at three thirty p m.'),
+    ('Call at 3pm.', 'Call at three p m.'),
+    ('At 10:05 a.m. sharp', 'At ten oh five a m sharp'),
+    ('The 15:00 train', 'The fifteen hundred train'),
+    ('At 9:00 we start', "At nine o'clock we start"),
+    ('Odds of 3:1', 'Odds of three to one'),
+    # fractions
+    ('Add ½ cup', 'Add one half cup'),
+    ('1½ cups', 'one and a half cups'),
+    ('2 1/2 cups', 'two and a half cups'),
+    ('3/4 of it', 'three quarters of it'),
+    ('2/3 done', 'two thirds done'),
+    ('5/16 inch', 'five sixteenths inch'),
+    ('Open 24/7', 'Open twenty-four seven'),
+    ('a 50/50 split', 'a fifty-fifty split'),
+    ('On 12/25/2024', 'On twelve/twenty-five/two thousand twenty-four'),
+    # units
+    ('5 km', 'five kilometers'),
+    ('1 km', 'one kilometer'),
+    ('10 km/h', 'ten kilometers per hour'),
+    ('60 mph', 'sixty miles per hour'),
+    ('3 kg', 'three kilograms'),
+    ('250 g', 'two hundred fifty grams'),
+    ('2.5 GB', 'two point five gigabytes'),
+    ('100 ms', 'one hundred milliseconds'),
+    ('30 s', 'thirty seconds'),
+    ('20°C', 'twenty degrees Celsius'),
+    ('-5 °F', 'minus five degrees Fahrenheit'),
+    ('a 90° turn', 'a ninety degrees turn'),
+    ('40 m²', 'forty square meters'),
+    ('1,500 kWh', 'one thousand five hundred kilowatt hours'),
+    ('5 m away', 'five m away'),
+    # scientific notation and powers
+    ('1.5e-3', 'one point five times ten to the power of minus three'),
+    ('6.02×10^23', 'six point zero two times ten to the power of twenty-three'),
+    ('6.02 x 10²³', 'six point zero two times ten to the power of twenty-three'),
+    ('10⁻⁹ seconds', 'ten to the power of minus nine seconds'),
+    ('E = mc²', 'E equals mc squared'),
+    ('2^10', 'two to the power of ten'),
+    # URLs and e-mail addresses
+    ('See https://www.example.com/docs?id=3.', 'See example dot com.'),
+    ('Visit www.python.org today', 'Visit python dot org today'),
+    ('Write to bob.smith@example.com.', 'Write to bob dot smith at example dot com.'),
+    # emoji and other scripts (English voice)
+    ('Great job 😀👍🏽!', 'Great job!'),
+    ('Done ✅', 'Done'),
+    ('I ❤️ it', 'I it'),
+    ('Hello 你好。 there', 'Hello there'),
+    ('Say Привет to Ivan', 'Say to Ivan'),
+    ('Ελληνικά text', 'text'),
+    # symbols
+    ('A | B', 'A, B'),
+    ('x ~ y', 'x y'),
+    ('#1 pick', 'number one pick'),
+    ('±5 degrees', 'plus or minus five degrees'),
+    ('≈ 3 hours', 'about three hours'),
+    ('~5 km', 'about five kilometers'),
+    ('3 * 4', 'three times four'),
+    ('2 + 2 = 4', 'two plus two equals four'),
+    ('5 > 3', 'five greater than three'),
+    ('α and β', 'alpha and beta'),
+    ('5x faster', 'five times faster'),
+    ('the 1990s', 'the nineteen nineties'),
+    ("the '80s", 'the eighties'),
+]
+
+
+@pytest.mark.parametrize(("text", "spoken"), SPOKEN_FORM)
+def test_spoken_form(text: str, spoken: str) -> None:
+    assert normalize_text(text) == spoken
+    assert spoken_form(text, language="en-US") == spoken
+
+
+@pytest.mark.parametrize(
+    ("text", "spoken"),
+    [
+        ('**Hi** at 3:30 pm 😀', 'Hi at 3:30 pm'),
+        ('Price: $5 | 10% off', 'Price: $5, 10% off'),
+        ('你好 **bold** 42', 'bold 42'),
+    ],
+)
+def test_markup_emoji_and_other_scripts_go_even_without_normalisation(text: str, spoken: str) -> None:
+    # normalize_text: false keeps numbers and symbols for the engine, but markup is never spoken.
+    assert spoken_form(text, expand=False) == spoken
+
+
+@pytest.mark.parametrize(
+    ("language", "text", "spoken"),
+    [
+        ('zh-CN', '你好, **world** 😀', '你好, world'),
+        ('fr-FR', '**Bonjour** 42 Привет', 'Bonjour 42'),
+        ('ru-RU', 'Привет 42 你好', 'Привет 42'),
+        ('ja-JP', 'こんにちは カタカナ 漢字 hello', 'こんにちは カタカナ 漢字 hello'),
+        ('en-GB', '**Hi** 3:30 pm', 'Hi three thirty p m'),
+    ],
+)
+def test_spoken_form_follows_the_voice_language(language: str, text: str, spoken: str) -> None:
+    # A voice keeps Latin and its own scripts; only English voices get English number words.
+    assert spoken_form(text, language=language) == spoken
+
+
+@pytest.mark.parametrize(
+    ("fraction", "words"),
+    [((1, 2), "one half"), ((3, 2), "three halves"), ((1, 4), "one quarter"), ((3, 4), "three quarters"),
+     ((1, 3), "one third"), ((2, 3), "two thirds"), ((5, 8), "five eighths"), ((1, 16), "one sixteenth")],
+)
+def test_spell_fraction(fraction: tuple[int, int], words: str) -> None:
+    assert spell_fraction(*fraction) == words
+
+
+def test_spell_fraction_rejects_what_is_not_one() -> None:
+    with pytest.raises(ValueError, match="denominator >= 2"):
+        spell_fraction(1, 1)
+
+
+def test_markdown_answer_is_cut_into_spoken_sentences() -> None:
+    # The case of shared/cases/tts-text-edge: a bold title, a paragraph and bullets.
+    answer = (
+        "**Hedge losses against stock price variance**\n\nYou asked: How do I hedge my stocks. "
+        "Here is how I would hedge losses. \n\n- Buy protective put options, budgeting around $1,200 a quarter.\n"
+        "- Spread the equity part across at least 12 sectors.\n- Rebalance every 3 months back to your target mix."
+    )
+    assert split_sentences(normalize_text(answer)) == [
+        "Hedge losses against stock price variance",
+        "You asked: How do I hedge my stocks.",
+        "Here is how I would hedge losses.",
+        "Buy protective put options, budgeting around one thousand two hundred dollars a quarter.",
+        "Spread the equity part across at least twelve sectors.",
+        "Rebalance every three months back to your target mix.",
+    ]
+
+
+def test_nothing_left_to_say_is_an_empty_string() -> None:
+    assert spoken_form("😀 🎉") == ""
+    assert spoken_form("```\ncode only\n```") == ""
+
+
+def test_spoken_form_rejects_non_text() -> None:
+    with pytest.raises(TypeError, match="expects str"):
+        spoken_form(None)  # type: ignore[arg-type]

@@ -16,7 +16,7 @@ import threading
 from collections.abc import Callable, Iterator, Mapping
 
 from .base import TtsEngine, TtsError, Voice
-from .normalize import normalize_text, split_sentences
+from .normalize import normalize_text, spoken_form, split_sentences
 
 __all__ = [
     "TtsEngine",
@@ -30,6 +30,7 @@ __all__ = [
     "engine_for_model",
     "synthesize_sentences",
     "normalize_text",
+    "spoken_form",
     "split_sentences",
 ]
 
@@ -130,10 +131,14 @@ def synthesize_sentences(
     normalize: bool = True,
 ) -> Iterator[tuple[str, bytes]]:
     """Yield ``(sentence, pcm16)`` one sentence at a time, so the first audio can
-    go out before the whole answer is synthesised. ``normalize`` applies
-    :func:`normalize_text` (``speech_config.normalize_text``)."""
+    go out before the whole answer is synthesised. Each sentence is said in its
+    :func:`spoken_form` (markup and unspeakable characters always removed;
+    ``normalize``, ``speech_config.normalize_text``, also expands numbers and
+    symbols); a sentence with nothing left to say is skipped."""
     for sentence in split_sentences(text):
-        spoken = normalize_text(sentence) if normalize else sentence
+        spoken = spoken_form(sentence, language=voice.language, expand=normalize)
+        if not spoken:
+            continue
         pcm = engine.synthesize(spoken, voice, sample_rate)
         if pcm:
             yield sentence, pcm

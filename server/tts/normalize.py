@@ -1,19 +1,39 @@
-"""Text normalisation for speech: numbers, money, percentages, ordinals and
-abbreviations become words, and text is cut into sentences for streaming.
+"""The spoken form of a text: what a voice is given to say.
+
+:func:`spoken_form` runs three steps:
+
+1. markup -> plain text, always (:mod:`server.tts.markup`: markdown and HTML;
+   markup is never meant to be heard);
+2. writing conventions -> words, when ``speech_config.normalize_text`` is on
+   (the default) and the voice speaks English: numbers, money, percentages,
+   ordinals, abbreviations, times, fractions, units, scientific notation, math
+   symbols, URLs and e-mail addresses;
+3. what the voice cannot say is dropped, always (:mod:`server.tts.unspeakable`:
+   emoji, letters of scripts the voice's language does not use, stray markup
+   symbols).
 
 eSpeak reads "$2,500" as "dollar two comma five hundred" and neural voices
-stumble on "e.g."; the cloud service speaks them as words, so we do too
-(``speech_config.normalize_text``, default on).
+stumble on "e.g."; the cloud service speaks them as words, so we do too.
+The exact rules, with the spoken form of each, are in docs/tts.md and
+tests/test_normalize.py.
 
 The number speller is our own (American style, no "and": "one thousand two
 hundred fifty"); hibari ships one but it speaks British "and" and is private API.
+Other languages' voices get step 2 skipped: their engine reads digits in their
+own language, which English words would spoil.
 """
 
 from __future__ import annotations
 
 import re
+import unicodedata
 
-__all__ = ["normalize_text", "split_sentences", "spell_int", "spell_ordinal", "spell_number"]
+from .markup import markup_to_text
+from .unspeakable import drop_unspeakable
+
+__all__ = [
+    "normalize_text", "spoken_form", "split_sentences", "spell_fraction", "spell_int", "spell_ordinal", "spell_number",
+]
 
 _ONES = [
     "zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine",
@@ -171,28 +191,300 @@ def _ordinal(m: re.Match[str]) -> str:
 
 
 def _number(m: re.Match[str]) -> str:
-    return ("minus " if m["neg"] else "") + spell_number(m["num"])
+    words = ("minus " if m["neg"] else "") + spell_number(m["num"])
+    # "5m" -> "five m", not "fivem" (a plural "s" stays glued: "100s" -> "one hundreds").
+    after = m.string[m.end() : m.end() + 2]
+    return words + " " if after[:1].isalpha() and not re.fullmatch(r"s\W?", after) else words
+
+
+def spell_fraction(numerator: int, denominator: int) -> str:
+    """Spell a fraction: (1, 2) -> "one half", (3, 4) -> "three quarters", (2, 3) -> "two thirds"."""
+    if denominator < 2 or numerator < 0:
+        raise ValueError(f"spell_fraction: need numerator >= 0 and denominator >= 2, got {numerator}/{denominator}")
+    if denominator == 2:
+        unit = "half" if numerator == 1 else "halves"
+    elif denominator == 4:
+        unit = "quarter" if numerator == 1 else "quarters"
+    else:
+        unit = spell_ordinal(denominator) + ("" if numerator == 1 else "s")
+    return f"{spell_int(numerator)} {unit}"
+
+
+# -- URLs and e-mail addresses: the host is said, the path is not (the text event keeps it).
+
+_URL_RE = re.compile(r"\b(?:https?://|www\.)[^\s<>()\[\]]+", re.IGNORECASE)
+_EMAIL_RE = re.compile(r"\b[\w.+-]+@[\w-]+(?:\.[\w-]+)+\b")
+
+
+def _dotted(name: str) -> str:
+    return " dot ".join(part for part in re.split(r"\.", name) if part)
+
+
+def _url(m: re.Match[str]) -> str:
+    url = m.group().rstrip(".,;:!?'\"")
+    trailing = m.group()[len(url):]
+    host = re.sub(r"^(?:https?://)?(?:www\.)?", "", url, flags=re.IGNORECASE)
+    host = re.split(r"[/?#:]", host, maxsplit=1)[0]
+    return _dotted(host.lower()) + trailing
+
+
+def _email(m: re.Match[str]) -> str:
+    user, _, domain = m.group().partition("@")
+    return f"{_dotted(user)} at {_dotted(domain.lower())}"
+
+
+# -- fractions ------------------------------------------------------------------
+
+_VULGAR_RE = re.compile(r"(?:(?P<whole>\d+)\s?)?(?P<f>[\u00bc-\u00be\u2150-\u215e])")
+_FRACTION_RE = re.compile(r"(?<![\w/.,])(?:(?P<whole>\d+)\s+)?(?P<num>\d{1,2})\s?[/\u2044](?P<den>\d{1,2})(?![\w/]|[.,]\d)")
+_FRACTION_MAX_DENOMINATOR = 16
+#: Things written like fractions that are not.
+_SLASH_IDIOMS = {"24/7": "twenty-four seven", "9/11": "nine eleven", "50/50": "fifty-fifty"}
+
+
+def _vulgar(m: re.Match[str]) -> str:
+    num, _, den = unicodedata.normalize("NFKD", m["f"]).partition("\u2044")
+    whole = f"{m['whole']} " if m["whole"] else ""
+    return f"{whole}{num}/{den}"
+
+
+def _fraction(m: re.Match[str]) -> str:
+    num, den = int(m["num"]), int(m["den"])
+    text = m.group()
+    if text.replace(" ", "") in _SLASH_IDIOMS:
+        return _SLASH_IDIOMS[text.replace(" ", "")]
+    if not 2 <= den <= _FRACTION_MAX_DENOMINATOR or (m["whole"] and num >= den):
+        return text  # a date or a ratio: the numbers are read as numbers
+    if m["whole"]:
+        part = spell_fraction(num, den)
+        if num == 1:  # "one and a half", "two and a quarter"
+            part = "a " + part.split(" ", 1)[1]
+        return f"{spell_int(int(m['whole']))} and {part}"
+    return spell_fraction(num, den)
+
+
+# -- powers and scientific notation --------------------------------------------
+
+_SUPERSCRIPTS = str.maketrans("⁰¹²³⁴⁵⁶⁷⁸⁹⁻⁺", "0123456789-+")
+_SUPERSCRIPT_RE = re.compile(r"(?<=[\w)])([⁻⁺]?[⁰¹²³⁴⁵⁶⁷⁸⁹]+)")
+_NUM_OR_INT = r"\d+(?:\.\d+)?"
+_SCI_E_RE = re.compile(r"(?<![\w.])(?P<m>" + _NUM_OR_INT + r")[eE](?P<e>[-+]?\d+)(?![\w.])")
+_SCI_TIMES_RE = re.compile(r"(?<![\w.])(?P<m>" + _NUM_OR_INT + r")\s*(?:[×x*·]|\\times)\s*10\^(?P<e>[-+−]?\d+)")
+_POWER_RE = re.compile(r"(?P<b>\b\w+|\))\^(?P<e>[-+−]?\d+)(?!\d)")
+
+
+def _power_words(exponent: str) -> str:
+    exponent = exponent.replace("−", "-").lstrip("+")
+    return {"2": "squared", "3": "cubed"}.get(exponent, f"to the power of {spell_number(exponent)}")
+
+
+def _sci(m: re.Match[str]) -> str:
+    exponent = m["e"].replace("−", "-").lstrip("+")
+    return f"{m['m']} times ten to the power of {spell_number(exponent)}"
+
+
+def _power(m: re.Match[str]) -> str:
+    base = "ten" if m["b"] == "10" else m["b"]
+    return f"{base} {_power_words(m['e'])}"
+
+
+# -- times and ratios ------------------------------------------------------------
+
+# The dot after "a.m." is kept where it may end the sentence, dropped before a lower-case word.
+_MERIDIEM = r"(?P<ap>[AaPp])\.?\s?[Mm](?![\w])(?:\.(?=\s+[a-z]))?"
+_CLOCK_RE = re.compile(r"(?<![\d:.])(?P<h>[01]?\d|2[0-3]):(?P<m>[0-5]\d)(?![\d:])(?:\s?" + _MERIDIEM + r")?")
+_HOUR_MERIDIEM_RE = re.compile(r"(?<![\d:.])(?P<h>1[0-2]|0?[1-9])\s?" + _MERIDIEM)
+_RATIO_RE = re.compile(r"(?<![\d:.])(?P<a>\d+):(?P<b>\d)(?![\d:])")
+
+
+def _meridiem(ap: str | None) -> str:
+    return f" {ap.lower()} m" if ap else ""
+
+
+def _clock(m: re.Match[str]) -> str:
+    hour, minute = int(m["h"]), int(m["m"])
+    ap = _meridiem(m["ap"])
+    if minute == 0:
+        if ap:
+            return spell_int(hour) + ap
+        return f"{spell_int(hour)} o'clock" if 1 <= hour <= 12 else f"{spell_int(hour)} hundred"
+    minutes = f"oh {spell_int(minute)}" if minute < 10 else spell_int(minute)
+    return f"{spell_int(hour)} {minutes}{ap}"
+
+
+def _hour_meridiem(m: re.Match[str]) -> str:
+    return spell_int(int(m["h"])) + _meridiem(m["ap"])
+
+
+def _ratio(m: re.Match[str]) -> str:
+    return f"{m['a']} to {m['b']}"
+
+
+# -- units -----------------------------------------------------------------------
+
+#: symbol -> (singular, plural). Case matters ("mB" is not "MB"). Left out on purpose:
+#: "m" (metres or million?), "s" glued to a number ("1990s"), "K", "t", "in".
+_UNITS: dict[str, tuple[str, str]] = {
+    "km/h": ("kilometer per hour", "kilometers per hour"),
+    "m/s": ("meter per second", "meters per second"),
+    "kph": ("kilometer per hour", "kilometers per hour"),
+    "mph": ("mile per hour", "miles per hour"),
+    "km": ("kilometer", "kilometers"), "cm": ("centimeter", "centimeters"), "mm": ("millimeter", "millimeters"),
+    "µm": ("micrometer", "micrometers"), "μm": ("micrometer", "micrometers"), "nm": ("nanometer", "nanometers"),
+    "mi": ("mile", "miles"), "ft": ("foot", "feet"), "yd": ("yard", "yards"),
+    "kg": ("kilogram", "kilograms"), "g": ("gram", "grams"), "mg": ("milligram", "milligrams"),
+    "µg": ("microgram", "micrograms"), "μg": ("microgram", "micrograms"),
+    "lb": ("pound", "pounds"), "lbs": ("pound", "pounds"), "oz": ("ounce", "ounces"),
+    "L": ("liter", "liters"), "ml": ("milliliter", "milliliters"), "mL": ("milliliter", "milliliters"),
+    "gal": ("gallon", "gallons"),
+    "ms": ("millisecond", "milliseconds"), "sec": ("second", "seconds"), "secs": ("second", "seconds"),
+    "min": ("minute", "minutes"), "mins": ("minute", "minutes"),
+    "h": ("hour", "hours"), "hr": ("hour", "hours"), "hrs": ("hour", "hours"),
+    "Hz": ("hertz", "hertz"), "kHz": ("kilohertz", "kilohertz"), "MHz": ("megahertz", "megahertz"),
+    "GHz": ("gigahertz", "gigahertz"),
+    "KB": ("kilobyte", "kilobytes"), "kB": ("kilobyte", "kilobytes"), "MB": ("megabyte", "megabytes"),
+    "GB": ("gigabyte", "gigabytes"), "TB": ("terabyte", "terabytes"),
+    "W": ("watt", "watts"), "kW": ("kilowatt", "kilowatts"), "MW": ("megawatt", "megawatts"),
+    "kWh": ("kilowatt hour", "kilowatt hours"), "V": ("volt", "volts"), "mAh": ("milliamp hour", "milliamp hours"),
+}
+#: Units that only count after a space ("30 s" is seconds, "1990s" is a decade).
+_SPACED_UNITS = {"s": ("second", "seconds")}
+_UNIT_NUM = r"(?P<num>-?(?:\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+(?:\.\d+)?))"
+_UNIT_RE = re.compile(
+    r"(?<![\w.])" + _UNIT_NUM + r"(?:\s?(?P<unit>" + "|".join(re.escape(u) for u in sorted(_UNITS, key=len, reverse=True))
+    + r")|\s(?P<spaced>" + "|".join(_SPACED_UNITS) + r"))(?P<pow>\^[23])?(?![\w/])"
+)
+_DEGREES_RE = re.compile(r"(?<![\w.])" + _UNIT_NUM + r"\s?°(?:\s?(?P<scale>[CF])(?!\w))?")
+_SCALES_WORDS = {"C": "Celsius", "F": "Fahrenheit"}
+
+
+# "m" is a unit only with a power: "5 m²" is square metres, "5 m" may be metres or million.
+_AREA_RE = re.compile(r"(?<![\w.])" + _UNIT_NUM + r"\s?m\^(?P<pow>[23])(?!\w)")
+_DECADE_RE = re.compile(r"(?<![\w.])(?:(?P<century>1[0-9]|20)|')?(?P<decade>[0-9]0)s\b")
+
+
+def _area(m: re.Match[str]) -> str:
+    word = "meter" if m["num"] == "1" else "meters"
+    return f"{m['num']} {'square' if m['pow'] == '2' else 'cubic'} {word}"
+
+
+def _decade(m: re.Match[str]) -> str:
+    # "1990s" -> "nineteen nineties", "'80s" -> "eighties", "2000s" -> "two thousands".
+    decade = int(m["decade"])
+    if m["century"] == "20" and decade == 0:
+        return "two thousands"
+    tens = {0: "hundreds", 10: "tens"}.get(decade) or _TENS[decade // 10][:-1] + "ies"
+    return f"{spell_int(int(m['century']))} {tens}" if m["century"] else tens
+
+
+def _unit(m: re.Match[str]) -> str:
+    one, many = _UNITS[m["unit"]] if m["unit"] else _SPACED_UNITS[m["spaced"]]
+    word = one if m["num"] == "1" else many
+    if m["pow"]:
+        word = ("square " if m["pow"] == "^2" else "cubic ") + word
+    return f"{m['num']} {word}"
+
+
+def _degrees(m: re.Match[str]) -> str:
+    word = "degree" if m["num"] == "1" else "degrees"
+    scale = f" {_SCALES_WORDS[m['scale']]}" if m["scale"] else ""
+    return f"{m['num']} {word}{scale}"
+
+
+# -- math and other symbols --------------------------------------------------------
+
+_SYMBOL_WORDS: list[tuple[re.Pattern[str], str]] = [
+    (re.compile(r"\s*±\s*"), " plus or minus "),
+    (re.compile(r"\s*≈\s*"), " about "),
+    (re.compile(r"(?<![\w])~\s?(?=\d)"), "about "),
+    (re.compile(r"\s*≤\s*"), " less than or equal to "),
+    (re.compile(r"\s*≥\s*"), " greater than or equal to "),
+    (re.compile(r"\s*≠\s*"), " not equal to "),
+    (re.compile(r"\s*×\s*"), " times "),
+    (re.compile(r"\s*÷\s*"), " divided by "),
+    (re.compile(r"\s*[→⇒]\s*"), " to "),
+    (re.compile(r"(?<=\d) ?\* ?(?=\d)"), " times "),
+    (re.compile(r"(?<=\d)x(?![\w])"), " times"),
+    (re.compile(r"(?<=[\w)]) ?\+ ?(?=[\d(])"), " plus "),
+    (re.compile(r"(?<=\w) = (?=\w)"), " equals "),
+    (re.compile(r"(?<=\w) < (?=\w)"), " less than "),
+    (re.compile(r"(?<=\w) > (?=\w)"), " greater than "),
+    (re.compile(r"(?<![\w&])#(?=\d)"), "number "),
+    (re.compile(r"(?<=\s)@(?=\s)"), "at"),
+]
+_GREEK_LETTER_RE = re.compile(r"(?<!\w)[\u0391-\u03a9\u03b1-\u03c9](?!\w)")
+
+
+def _greek_letter(m: re.Match[str]) -> str:
+    # "GREEK SMALL LETTER ALPHA" -> "alpha": a lone Greek letter is a symbol, said by name.
+    return unicodedata.name(m.group()).rsplit(" ", 1)[-1].lower()
+
+
+def _expand(text: str) -> str:
+    """Step 2 of :func:`spoken_form`: English words for written conventions."""
+    out = _URL_RE.sub(_url, text)
+    out = _EMAIL_RE.sub(_email, out)
+    out = _VULGAR_RE.sub(_vulgar, out)
+    out = _SUPERSCRIPT_RE.sub(lambda m: "^" + m.group().translate(_SUPERSCRIPTS), out)
+    for pattern, words in _ABBREV_RES:
+        out = pattern.sub(words, out)
+    out = _SCI_TIMES_RE.sub(_sci, out)
+    out = _SCI_E_RE.sub(_sci, out)
+    out = _CURRENCY_RE.sub(_currency, out)
+    out = _PERCENT_RE.sub(_percent, out)
+    out = _CLOCK_RE.sub(_clock, out)
+    out = _HOUR_MERIDIEM_RE.sub(_hour_meridiem, out)
+    out = _RATIO_RE.sub(_ratio, out)
+    out = _DEGREES_RE.sub(_degrees, out)
+    out = _AREA_RE.sub(_area, out)
+    out = _UNIT_RE.sub(_unit, out)
+    out = _DECADE_RE.sub(_decade, out)
+    out = _POWER_RE.sub(_power, out)
+    out = _FRACTION_RE.sub(_fraction, out)
+    for pattern, words in _SYMBOL_WORDS:
+        out = pattern.sub(words, out)
+    out = _GREEK_LETTER_RE.sub(_greek_letter, out)
+    out = _ORDINAL_RE.sub(_ordinal, out)
+    out = _NUMBER_RE.sub(_number, out)
+    return out.replace("&", " and ")
+
+
+def _speaks_english(language: str | None) -> bool:
+    return language is None or language.replace("_", "-").split("-")[0].lower() == "en"
+
+
+def spoken_form(text: str, *, language: str | None = None, expand: bool = True) -> str:
+    """What a voice for ``language`` (``Voice.language``, e.g. ``en-US``; None =
+    English) should say for ``text``.
+
+    Markup is always removed and what the voice cannot say (emoji, other
+    scripts, stray symbols) always dropped; with ``expand`` (the
+    ``normalize_text`` knob) and an English voice, written conventions become
+    words too: "**$3.50** at 3:30 pm" -> "three dollars and fifty cents at
+    three thirty p m". Paragraphs, headings, list items and table rows come out
+    separated by a blank line (a sentence break for :func:`split_sentences`).
+    """
+    if not isinstance(text, str):
+        raise TypeError(f"spoken_form expects str, got {type(text).__name__}")
+    plain = markup_to_text(text)
+    if expand and _speaks_english(language):
+        plain = _expand(plain)
+    return drop_unspeakable(plain, language)
 
 
 def normalize_text(text: str) -> str:
-    """Rewrite ``text`` the way it is spoken: "$3.50" -> "three dollars and fifty
-    cents", "5%" -> "five percent", "1st" -> "first", "e.g." -> "for example".
+    """The spoken form of ``text`` for an English voice, written conventions expanded:
+    "$3.50" -> "three dollars and fifty cents", "5%" -> "five percent", "1st" ->
+    "first", "e.g." -> "for example", "**Note**" -> "Note" (see :func:`spoken_form`).
 
-    Order matters: money and percentages first (they own their digits), then
-    ordinals, then bare numbers. Years are read as plain numbers ("two thousand
-    twenty-four"), which is what eSpeak would say anyway.
+    Order matters: URLs, fractions and scientific notation first, then money
+    and percentages (they own their digits), times, units, ordinals, then bare
+    numbers. Years are read as plain numbers ("two thousand twenty-four"),
+    which is what eSpeak would say anyway.
     """
     if not isinstance(text, str):
         raise TypeError(f"normalize_text expects str, got {type(text).__name__}")
-    out = text
-    for pattern, words in _ABBREV_RES:
-        out = pattern.sub(words, out)
-    out = _CURRENCY_RE.sub(_currency, out)
-    out = _PERCENT_RE.sub(_percent, out)
-    out = _ORDINAL_RE.sub(_ordinal, out)
-    out = _NUMBER_RE.sub(_number, out)
-    out = out.replace("&", " and ")
-    return re.sub(r"[ \t]{2,}", " ", out)
+    return spoken_form(text)
 
 
 # A sentence ends at . ! ? (plus closing quotes/brackets) followed by space and

@@ -63,14 +63,6 @@ def level_dbfs(pcm: bytes | np.ndarray) -> float:
     return 20 * math.log10(rms / 32768) if rms > 0 else -math.inf
 
 
-def _block_levels(x: np.ndarray, block: int) -> np.ndarray:
-    """Level in dBFS (clamped to :data:`FLOOR_DB`) of each whole ``block`` of PCM16 samples."""
-    n = len(x) // block
-    blocks = x[: n * block].reshape(n, block).astype(np.float64)
-    power = np.mean(blocks**2, axis=1) / 32768.0**2
-    return np.maximum(10 * np.log10(np.maximum(power, 1e-30)), FLOOR_DB)
-
-
 class FarEndLevels:
     """The far-end reference: the level, block by block (10 ms), of the audio
     sent for the current response.

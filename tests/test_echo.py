@@ -135,3 +135,20 @@ def test_estimator_cost_is_in_budget() -> None:
     far = far_speech(2.0)
     est, _ = run(np.tile(far, 3), echo_of(np.tile(far, 3), 0.04, -20.0, 3 * len(far)))
     assert len(est._frames) <= round(est.history_s / 0.03) + 1 and est._n <= len(est._mic_ring)
+
+
+def test_old_echo_knob_keeps_old_configs_loading() -> None:
+    from pathlib import Path
+
+    from server.config import load_project_config
+
+    base = (Path(__file__).resolve().parents[1] / "fixtures/configs/bargein_flow_superagent_realtime.yaml").read_text()
+    default = load_project_config(base)
+    assert default.config.barge_in.echo_gate_margin == 6.0
+    off = load_project_config(base + "    echo_gate_margin_db: none\n")
+    assert off.config.barge_in.echo_gate_margin is None and not off.warnings
+    old = load_project_config(base + "    echo_gate_margin_db: 30\n")
+    assert old.config.barge_in.echo_gate_margin == 6.0
+    assert any("echo_gate_margin_db" in w.path and "echo_margin_db" in w.expected for w in old.warnings)
+    assert load_project_config(base + "    echo_margin_db: 3\n").config.barge_in.echo_gate_margin == 3.0
+    assert load_project_config(base + "    echo_margin_db: off\n").config.barge_in.echo_gate_margin is None

@@ -174,6 +174,8 @@ class VadConfig(_Model):
     def _none_disables(cls, value: Any) -> Any:
         if isinstance(value, str) and value.strip().lower() in {"none", "off", ""}:
             return None
+        if value is False:  # YAML reads a bare `off` as false
+            return None
         return value
 
     @property

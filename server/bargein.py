@@ -32,14 +32,11 @@ EPS = 1e-9
 
 
 class EchoExplainer(Protocol):
-    """Says whether echo of the response explains an input frame (see :class:`server.echo.EchoEstimator`)."""
-
-    def explains(self, t: float) -> bool:
-        """True when the frame that ended at ``t`` is echo only (no near-end sound in it)."""
-        ...
+    """Knows which input frames are echo of the response only (:class:`server.echo.EchoEstimator`)."""
 
     def near_end(self, frames: list[tuple[float, bytes]]) -> bytes:
-        """The audio of consecutive frames ``(t, pcm16)`` without the frames that are echo only."""
+        """The audio of consecutive frames ``(t, pcm16)`` (``t`` = time of a frame's last
+        sample) without the frames that are echo only."""
         ...
 
 
@@ -480,6 +477,7 @@ class BargeInDetector:
         first_start = chosen[0][0] - frame_s
         skip = max(0, round((since_t - first_start) * self.sample_rate)) * 2
         if near_end_only and self.echo is not None:
-            return first_start, self.echo.near_end([(chosen[0][0], chosen[0][1][skip:]), *chosen[1:]])
-        data = b"".join(pcm for _, pcm in chosen)[skip:]
+            data = self.echo.near_end([(chosen[0][0], chosen[0][1][skip:]), *chosen[1:]])
+        else:
+            data = b"".join(pcm for _, pcm in chosen)[skip:]
         return first_start + skip / 2 / self.sample_rate, data

@@ -22,6 +22,7 @@ from server.config import ProjectConfig
 from server.echo import EchoGate, FarEndLevels, level_dbfs
 from server.engines import EngineSet
 from server.history import ConversationHistory
+from server.inputclock import InputClock
 from server.tts.normalize import normalize_text, split_sentences
 from server.turns import SpeechStarted, TurnDetector, TurnEnded
 from server.vad import Framer
@@ -151,7 +152,8 @@ class Session:
         margin = self.vad.echo_gate_margin_db if self.vad is not None else None
         self.echo_gate = EchoGate(margin) if margin is not None else None
         self._ids = itertools.count(1)
-        self._last_frame_t = float("-inf")
+        self.input_clock = InputClock(self.sample_rate)
+        self._audio_arrival_t = float("-inf")  # when the latest input chunk arrived
         self._utterance: _Utterance | None = None
         self._response: _Response | None = None
         self._last_response: _Response | None = None  # for interrupts after response.done
@@ -302,14 +304,16 @@ class Session:
             # it (audio goes out ahead of real time, so that outlasts response.done).
             self.counters["ignored_audio_ms"] += len(pcm) / 2 / self.sample_rate * 1000
             return
-        for frame in self.framer.push(t, pcm):
-            # Frames of one chunk arrived together and are dated back from its
-            # arrival; a client sending faster than real time would squeeze them
-            # together, so each gets at least a frame's time after the previous
-            # one and onsets and prefix padding stay exact.
-            frame_t = max(self._last_frame_t + self.frame_s, frame.t)
-            self._last_frame_t = frame_t
-            self._on_frame(frame_t, frame.pcm, out)
+        # Frames are timed by the audio's own clock (its sample count, mapped to
+        # session time by server.inputclock), not by when their chunk arrived:
+        # a burst, a stall or jitter must not shift the detector's time.
+        # The framer counts positions back from the chunk's end in audio seconds.
+        end_s = self.input_clock.position_s + len(pcm) // 2 / self.sample_rate
+        frames = self.framer.push(end_s, pcm)
+        self.input_clock.add_chunk(t, len(pcm) // 2)
+        self._audio_arrival_t = t
+        for frame in frames:
+            self._on_frame(self.input_clock.stamp(frame.t), frame.pcm, out)
 
     def _on_frame(self, t: float, frame: bytes, out: list[Output]) -> None:
         armed = False
@@ -417,7 +421,9 @@ class Session:
             out.append(Send(proto.response_interrupted(resp.id, audio_end_ms)))
             resp.status = "interrupted"
             resp.interrupted_at_ms = audio_end_ms
-            resp.close_deadline = t + CANCEL_TIMEOUT_S
+            # t is the firing frame's capture time; a stalled client's audio is
+            # processed later, and the client gets the full wait from now.
+            resp.close_deadline = max(t, self._audio_arrival_t) + CANCEL_TIMEOUT_S
             if resp.job is not None:
                 self._jobs.pop(resp.job, None)
                 resp.job = None

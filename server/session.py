@@ -298,21 +298,20 @@ class Session:
         return self._response is not None and self._response.status != "closed"
 
     def _on_audio(self, t: float, pcm: bytes, out: list[Output]) -> None:
+        # Frames are timed by the audio's own clock (its sample count, mapped to
+        # session time by server.inputclock), not by when their chunk arrived:
+        # a burst, a stall or jitter must not shift the detector's time. Audio
+        # ignored below still counts: the client did capture it.
+        self.input_clock.add_chunk(t, len(pcm) // 2)
+        self._audio_arrival_t = t
         if self.vad is None and (self._response_active() or self.playback.armed(t)):
             # Push-to-talk: the user interrupts only with response.cancel, and the
             # mic does not talk over the answer while the client is still playing
             # it (audio goes out ahead of real time, so that outlasts response.done).
             self.counters["ignored_audio_ms"] += len(pcm) / 2 / self.sample_rate * 1000
             return
-        # Frames are timed by the audio's own clock (its sample count, mapped to
-        # session time by server.inputclock), not by when their chunk arrived:
-        # a burst, a stall or jitter must not shift the detector's time.
-        # The framer counts positions back from the chunk's end in audio seconds.
-        end_s = self.input_clock.position_s + len(pcm) // 2 / self.sample_rate
-        frames = self.framer.push(end_s, pcm)
-        self.input_clock.add_chunk(t, len(pcm) // 2)
-        self._audio_arrival_t = t
-        for frame in frames:
+        # The framer counts positions back from the chunk's end, in audio seconds.
+        for frame in self.framer.push(self.input_clock.position_s, pcm):
             self._on_frame(self.input_clock.stamp(frame.t), frame.pcm, out)
 
     def _on_frame(self, t: float, frame: bytes, out: list[Output]) -> None:
@@ -421,9 +420,9 @@ class Session:
             out.append(Send(proto.response_interrupted(resp.id, audio_end_ms)))
             resp.status = "interrupted"
             resp.interrupted_at_ms = audio_end_ms
-            # t is the firing frame's capture time; a stalled client's audio is
-            # processed later, and the client gets the full wait from now.
-            resp.close_deadline = max(t, self._audio_arrival_t) + CANCEL_TIMEOUT_S
+            # From now, not from t (the firing frame's capture time): a stalled
+            # client's audio is processed late, and the client gets the full wait.
+            resp.close_deadline = self._audio_arrival_t + CANCEL_TIMEOUT_S
             if resp.job is not None:
                 self._jobs.pop(resp.job, None)
                 resp.job = None

@@ -30,7 +30,8 @@ import soundfile as sf
 from server import protocol as proto
 from server.config import load_project_config_file
 from server.inputclock import WINDOW_S
-from server.virtual import TimedEvent, open_virtual_session
+from server.session import CANCEL_TIMEOUT_S
+from server.virtual import JobLatency, TimedEvent, open_virtual_session
 
 ROOT = Path(__file__).resolve().parents[1]
 FIX = ROOT / "fixtures"
@@ -126,6 +127,8 @@ class Run:
     chunk_s: float = FRAME_S
     pattern: Pattern = paced
     interrupt: bool = True
+    cancel: bool = True  # answer response.interrupted with response.cancel
+    latency: JobLatency | None = None
     partials: bool = False
     audio_s: float = 14.0  # seconds of audio to send after the lead
     events: list[TimedEvent] = field(default_factory=list)
@@ -133,7 +136,7 @@ class Run:
     arrivals: list[float] = field(default_factory=list)
 
     def go(self) -> Run:
-        vs = open_virtual_session(self.config, partial_transcripts=self.partials, record_trace=True)
+        vs = open_virtual_session(self.config, partial_transcripts=self.partials, record_trace=True, latency=self.latency)
         self.vs = vs
         self.asr = RecordingAsr(vs.session.engines.asr)
         vs.session.engines.asr = self.asr
@@ -172,7 +175,7 @@ class Run:
                 self.events += self.vs.deliver(e.t, proto.PlaybackStarted())
                 if self.interrupt:
                     self.mic.interrupt_at = self.mic.position_at(e.t + REACT_S)
-            elif kind == "response.interrupted":
+            elif kind == "response.interrupted" and self.cancel:
                 self.events += self.vs.deliver(e.t, proto.ResponseCancel())
 
     # -- what happened --
@@ -277,6 +280,25 @@ def test_a_2_s_stall_then_catch_up_is_timed_at_capture(reference: Run) -> None:
     interrupted = run.of("response.interrupted")
     assert interrupted and interrupted[0].t >= run.t_play + 2.8, "the interrupt can only come after the catch-up"
     assert_same_decisions(run, reference)
+
+
+def test_after_a_stall_the_client_still_gets_a_full_second_to_cancel() -> None:
+    """The interrupt fires on audio captured 2 s before it arrived; a client that
+    never sends response.cancel gets CANCEL_TIMEOUT_S from the interrupt it
+    received, not from that capture (when it would already be over)."""
+
+    def stall(_k: int, capture_t: float, run: Run) -> float:
+        if run.t_play is not None and run.t_play + 0.8 <= capture_t < run.t_play + 2.8:
+            return run.t_play + 2.8
+        return capture_t
+
+    # The tutorial's flow with a slow brain: the answer is still being generated when the user speaks.
+    run = Run(Mic(LEAD), TUTORIAL, pattern=stall, cancel=False, latency=JobLatency(agent_s=2.0)).go()
+    (interrupted,) = run.of("response.interrupted")
+    assert interrupted.t >= run.t_play + 2.8
+    done = next(e for e in run.of("response.done") if e.event["response_id"] == interrupted.event["response_id"])
+    assert done.event["status"] == "interrupted"
+    assert done.t == pytest.approx(interrupted.t + CANCEL_TIMEOUT_S)
 
 
 def test_a_5_s_gap_re_anchors_the_clock(reference: Run) -> None:

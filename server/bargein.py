@@ -403,19 +403,24 @@ class BargeInDetector:
 
         self.stats.candidates += 1
         if self.confirmer is not None:
-            recent = self._recent_audio(t - self.confirm_audio_s, near_end_only=True)[1]
+            recent = self._recent_audio(round(self.confirm_audio_s * self.sample_rate), near_end_only=True)
             if not self.confirmer.has_speech(recent, self.sample_rate):
                 self.stats.dropped += 1
                 self.stats.drop_times.append(t)
                 self._clear_ring()
                 return None
 
-        onset = self._onset()
-        start, audio = self._recent_audio(onset - self.settings.prefix_padding_ms / 1000.0)
+        # Onset and padding are counted back from this frame in audio (frames,
+        # samples), never from frame times: the audio given to ASR must depend
+        # only on the audio, not on when it arrived (docs/bargein.md).
+        onset_frames = self._onset_frames_back()
+        onset = t - onset_frames * self.settings.frame_s
+        pad_samples = self.settings.prefix_padding_ms * self.sample_rate // 1000
+        audio = self._recent_audio(onset_frames * self.frame_len // 2 + pad_samples)
         hit = BargeIn(
             t=t,
             onset_t=onset,
-            audio_start_t=start,
+            audio_start_t=t - len(audio) / 2 / self.sample_rate,
             audio=audio,
             audio_end_ms=self.timeline.audio_end_ms(t),
             speech_frames=self._speech_in_ring,
@@ -433,8 +438,8 @@ class BargeInDetector:
         self._history.clear()
         self._speech_in_ring = 0
 
-    def _onset(self) -> float:
-        """Start of the speech that fired.
+    def _onset_frames_back(self) -> int:
+        """Start of the speech that fired, in frames back from the newest frame's end.
 
         First the earliest run in the window of ``onset_min_run_ms`` consecutive
         speech frames (else the earliest speech frame), from where that run
@@ -444,7 +449,6 @@ class BargeInDetector:
         moves back to them. All speech in the window counts, pauses included.
         """
         frames = list(self._history)
-        frame_s = self.settings.frame_s
         min_run = max(1, math.ceil(self.settings.onset_min_run_ms / self.settings.frame_ms - EPS))
         max_gap = math.floor(self.settings.onset_max_gap_ms / self.settings.frame_ms + EPS)
         runs: list[tuple[int, int]] = []  # (first, last) indices of consecutive speech
@@ -468,21 +472,18 @@ class BargeInDetector:
                 break
             if last - first + 1 >= min_run:
                 start = first
-        return frames[start][0] - frame_s
+        return len(frames) - start
 
-    def _recent_audio(self, since_t: float, near_end_only: bool = False) -> tuple[float, bytes]:
-        """Kept input from ``since_t`` (or the oldest kept sample) to the newest frame.
+    def _recent_audio(self, n_samples: int, near_end_only: bool = False) -> bytes:
+        """The last ``n_samples`` of kept input (all of it if less is kept), up to the newest frame.
 
         ``near_end_only``: without the frames :attr:`echo` says are echo only.
         """
-        frame_s = self.settings.frame_s
-        chosen = [(ft, pcm) for ft, pcm in self._audio if ft > since_t + EPS]
-        if not chosen:
-            return since_t, b""
-        first_start = chosen[0][0] - frame_s
-        skip = max(0, round((since_t - first_start) * self.sample_rate)) * 2
+        n_frames = min(len(self._audio), -(-n_samples * 2 // self.frame_len))
+        kept = list(self._audio)[len(self._audio) - n_frames :]
+        if not kept:
+            return b""
+        skip = max(0, n_frames * self.frame_len - n_samples * 2)
         if near_end_only and self.echo is not None:
-            data = self.echo.near_end([(chosen[0][0], chosen[0][1][skip:]), *chosen[1:]])
-        else:
-            data = b"".join(pcm for _, pcm in chosen)[skip:]
-        return first_start + skip / 2 / self.sample_rate, data
+            return self.echo.near_end([(kept[0][0], kept[0][1][skip:]), *kept[1:]])
+        return b"".join(pcm for _, pcm in kept)[skip:]

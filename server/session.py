@@ -22,6 +22,7 @@ from server.config import ProjectConfig
 from server.echo import EchoEstimator, FarEndLevels
 from server.engines import EngineSet
 from server.history import ConversationHistory, PlayedSentence, ResponsePart, heard_turns
+from server.inputclock import InputClock
 from server.tts.normalize import split_sentences, spoken_form
 from server.turns import SpeechStarted, TurnDetector, TurnEnded
 from server.vad import Framer
@@ -146,7 +147,8 @@ class Session:
         if self.detector is not None:
             self.detector.echo = self.echo
         self._ids = itertools.count(1)
-        self._last_frame_t = float("-inf")
+        self.input_clock = InputClock(self.sample_rate)
+        self._audio_arrival_t = float("-inf")  # when the latest input chunk arrived
         self._utterance: _Utterance | None = None
         self._response: _Response | None = None
         self._last_response: _Response | None = None  # for interrupts after response.done
@@ -291,20 +293,21 @@ class Session:
         return self._response is not None and self._response.status != "closed"
 
     def _on_audio(self, t: float, pcm: bytes, out: list[Output]) -> None:
+        # Frames are timed by the audio's own clock (its sample count, mapped to
+        # session time by server.inputclock), not by when their chunk arrived:
+        # a burst, a stall or jitter must not shift the detector's time. Audio
+        # ignored below still counts: the client did capture it.
+        self.input_clock.add_chunk(t, len(pcm) // 2)
+        self._audio_arrival_t = t
         if self.vad is None and (self._response_active() or self.playback.armed(t)):
             # Push-to-talk: the user interrupts only with response.cancel, and the
             # mic does not talk over the answer while the client is still playing
             # it (audio goes out ahead of real time, so that outlasts response.done).
             self.counters["ignored_audio_ms"] += len(pcm) / 2 / self.sample_rate * 1000
             return
-        for frame in self.framer.push(t, pcm):
-            # Frames of one chunk arrived together and are dated back from its
-            # arrival; a client sending faster than real time would squeeze them
-            # together, so each gets at least a frame's time after the previous
-            # one and onsets and prefix padding stay exact.
-            frame_t = max(self._last_frame_t + self.frame_s, frame.t)
-            self._last_frame_t = frame_t
-            self._on_frame(frame_t, frame.pcm, out)
+        # The framer counts positions back from the chunk's end, in audio seconds.
+        for frame in self.framer.push(self.input_clock.position_s, pcm):
+            self._on_frame(self.input_clock.stamp(frame.t), frame.pcm, out)
 
     def _on_frame(self, t: float, frame: bytes, out: list[Output]) -> None:
         armed = False
@@ -417,7 +420,9 @@ class Session:
             out.append(Send(proto.response_interrupted(resp.id, audio_end_ms)))
             resp.status = "interrupted"
             resp.interrupted_at_ms = audio_end_ms
-            resp.close_deadline = t + CANCEL_TIMEOUT_S
+            # From now, not from t (the firing frame's capture time): a stalled
+            # client's audio is processed late, and the client gets the full wait.
+            resp.close_deadline = self._audio_arrival_t + CANCEL_TIMEOUT_S
             if resp.job is not None:
                 self._jobs.pop(resp.job, None)
                 resp.job = None

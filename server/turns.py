@@ -171,17 +171,22 @@ class TurnDetector:
         if self._run < self.min_speech_frames:
             return None
         frame_s = self.frame_ms / 1000.0
-        onset = self._preroll[-self._run][0] - frame_s
-        want_start = onset - self.prefix_padding_ms / 1000.0
-        frames = [(ft, pcm) for ft, pcm, _ in self._preroll if ft > want_start + EPS]
-        first_start = frames[0][0] - frame_s
-        skip = max(0, round((want_start - first_start) * self.sample_rate)) * 2
+        onset_index = len(self._preroll) - self._run
+        onset = self._preroll[onset_index][0] - frame_s
+        # The padding is counted in audio (frames and samples before the onset),
+        # never from frame times: the audio given to ASR must depend only on the
+        # audio, not on when it arrived (docs/bargein.md, "Input audio time").
+        pad_bytes = self.prefix_padding_ms * self.sample_rate // 1000 * 2
+        pad_frames = min(onset_index, math.ceil(pad_bytes / self.frame_len))
+        audio = b"".join(pcm for _, pcm, _ in list(self._preroll)[onset_index - pad_frames :])
+        audio = audio[max(0, pad_frames * self.frame_len - pad_bytes) :]
+        padding_s = (len(audio) - self._run * self.frame_len) / 2 / self.sample_rate
         self._preroll.clear()
         self._reset_turn()
         self._in_turn = True
         self.onset_t = onset
-        self.audio_start_t = first_start + skip / 2 / self.sample_rate
-        self._utterance.extend(b"".join(pcm for _, pcm in frames)[skip:])
+        self.audio_start_t = onset - padding_s
+        self._utterance.extend(audio)
         self._speech_end_len = len(self._utterance)
         self._speech_end_t = t
         return SpeechStarted(t=t, onset_t=onset)

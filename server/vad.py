@@ -87,10 +87,11 @@ class TimedFrame:
 class Framer:
     """Cuts input chunks of any length into frames of ``frame_ms``.
 
-    ``push(t, pcm)`` takes the session time at which the chunk's last sample was
-    captured (for the real server: when it arrived) and returns the whole frames
-    it completes, each stamped with the time of its own last sample, counted back
-    in audio time from ``t``. A partial frame waits for the next chunk.
+    ``push(t, pcm)`` takes the time of the chunk's last sample and returns the
+    whole frames it completes, each stamped with the time of its own last
+    sample, counted back in audio time from ``t``. A partial frame waits for
+    the next chunk. The session passes audio positions (seconds of input so
+    far) and maps them to session time with :mod:`server.inputclock`.
     """
 
     def __init__(self, sample_rate: int, frame_ms: int) -> None:

@@ -102,6 +102,15 @@ class VirtualSession:
         emitted = self.advance(t)
         return emitted + self._absorb(t, self.session.receive(t, msg))
 
+    def next_due(self) -> float | None:
+        """When the next job completes or session timer fires (None: nothing pending).
+
+        A client model that reacts to events at their own time (``playback.started``
+        on the first audio delta) advances to this time, reacts, then goes on.
+        """
+        due = [x for x in (self._queue[0][0] if self._queue else None, self.session.next_deadline()) if x is not None]
+        return min(due) if due else None
+
     def idle(self) -> bool:
         """True when no job is pending and no timer is set."""
         return not self._queue and self.session.next_deadline() is None

@@ -26,6 +26,7 @@ from server.asr import (
 )
 from server.asr.vosk import MODEL_ENV_VAR, VoskAsr, VoskModelMissingError
 from server.asr.wer import normalize_words, wer, word_errors
+from server.asr.audio import pcm16_to_float
 from server.asr.whisper import (
     FULL_WINDOW_FRAMES,
     SegmentScore,
@@ -303,6 +304,32 @@ def test_float32_encoder_gives_the_int8_encoder_words(whisper):
             assert normalize_words(ours) == normalize_words(
                 int8_encoder.transcribe(path.stem, pcm, 16000, final=final)
             ), path.stem
+
+
+def test_decoding_is_the_same_from_threads_and_thread_counts(whisper):
+    """Issue 10: CPU load and threads change only speed. The same audio gives
+    bit-identical scores decoded serially, from two threads at once, and with
+    cpu_threads=1 instead of 2 (docs/asr.md, "Same audio, same words"). The
+    250 ms cut is one whose quick pass is not trusted (a second decode runs)."""
+    import threading
+
+    pcm, _ = load(FIXTURES / "speech" / "question_dividends_espeak_us.wav")
+    x = np.frombuffer(pcm, dtype="<i2")
+    clips = [pcm16_to_float(x[cut_ms * 16 :].tobytes(), 16000) for cut_ms in (0, 10, 250)]
+
+    def scores(asr):
+        return [asr.decode(a, beam_size=beam, window_s=window) for a in clips for beam, window in ((1, 15.0), (2, 20.0))]
+
+    reference = scores(whisper)
+    assert [s.text for s in reference[0]] == ["What do you think about dividend stocks?"]
+    concurrent: list = []
+    threads = [threading.Thread(target=lambda: concurrent.append(scores(whisper))) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert concurrent == [reference, reference]
+    assert scores(get_asr_engine("whisper", cpu_threads=1)) == reference
 
 
 def test_whisper_rejects_an_unusable_encoder_compute_type():

@@ -377,3 +377,28 @@ def test_confirmation_hears_only_frames_echo_does_not_explain() -> None:
     assert [k for k, _ in hits] == [74]
     # The 1.0 s window ends at frame 74; frames 70..74 (5 x 30 ms) are near end.
     assert confirmer.lengths == [5 * 960]
+
+
+def test_barge_in_audio_depends_on_the_frames_not_their_times() -> None:
+    """Issue 10: onset and prefix padding are counted back from the firing frame
+    in frames and samples, so uneven frame times (a late chunk's jump, a burst
+    squeezed together) give the same audio for the next turn."""
+    s = BargeInSettings(frame_ms=30, threshold=15, window_size=24, lockout_seconds=0.5, grace_period_seconds=1.0, prefix_padding_ms=100)
+    speech = lambda k: k == 63 or (k >= 70 and k != 75)
+
+    def uneven_t(k: int) -> float:
+        if 55 <= k <= 66:
+            return t_of(55) + 0.004 * (k - 55)  # squeezed: 4 ms apart
+        return t_of(k) + (0.017 if k > 66 else 0.0)  # then 17 ms late
+
+    hits = []
+    for times in (t_of, uneven_t):
+        det = responding(s, audio_s=20.0, started_at=0.0)
+        hits.append([(k, hit) for k in range(1, 200) if (hit := det.feed(times(k), frame(k), speech(k)))])
+    (k_exact, exact), (k_uneven, uneven) = hits[0][0], hits[1][0]
+    assert k_exact == k_uneven == 84
+    assert uneven.audio == exact.audio
+    samples = np.frombuffer(uneven.audio, dtype="<i2")
+    assert samples.size == (84 - 69) * 480 + 1600 and samples[0] == 66 and samples[1600] == 70
+    assert uneven.onset_t == pytest.approx(uneven_t(84) - 15 * 0.03)
+    assert uneven.audio_start_t == pytest.approx(uneven.onset_t - 0.1)

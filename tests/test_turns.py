@@ -197,3 +197,26 @@ def test_interrupt_session_recording_turns() -> None:
     assert len(ends) == len(labelled)
     for got, want in zip(ends, labelled):
         assert want - 0.15 <= got <= want + 0.3
+
+
+def uneven_t(k: int) -> float:
+    """Frame times as a burst, a late chunk and jitter leave them: squeezed, then a jump."""
+    if k <= 15:
+        return 0.2 + 0.005 * k  # a burst: frames 1..15 stamped 5 ms apart
+    return t_of(k) + (0.013 if k >= 18 else 0.0)  # a 13 ms jump between 17 and 18
+
+
+@pytest.mark.parametrize("padding_ms", [300, 100])
+def test_turn_audio_depends_on_the_frames_not_their_times(padding_ms: int) -> None:
+    """Issue 10: the audio given to ASR is counted in frames from the onset, so
+    frame times squeezed by a burst or spread by a late chunk change nothing."""
+    speech = lambda k: 21 <= k <= 50
+    exact = TurnDetector(frame_ms=30, silence_duration_ms=700, prefix_padding_ms=padding_ms, sample_rate=RATE)
+    uneven = TurnDetector(frame_ms=30, silence_duration_ms=700, prefix_padding_ms=padding_ms, sample_rate=RATE)
+    want = [ev for k in range(1, 120) if (ev := exact.feed(t_of(k), frame(k), speech(k)))]
+    got = [ev for k in range(1, 120) if (ev := uneven.feed(uneven_t(k), frame(k), speech(k)))]
+    assert [type(e) for e in got] == [type(e) for e in want] == [SpeechStarted, TurnEnded]
+    assert got[1].audio == want[1].audio
+    # Times: the onset is the onset frame's start; the padding is audio before it.
+    assert got[1].onset_t == pytest.approx(uneven_t(21) - 0.03)
+    assert got[1].audio_start_t == pytest.approx(got[1].onset_t - padding_ms / 1000)

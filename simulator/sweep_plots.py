@@ -1,0 +1,128 @@
+"""PNG plots of a sweep: the trade-off between false interrupts and latency, and knob heatmaps."""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+def _plt() -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _short(key: str) -> str:
+    abbrev = {"threshold": "th", "window_size": "win", "lockout_seconds": "lock", "grace_period_seconds": "grace",
+              "silence_duration_ms": "sil"}
+    return " ".join(f"{abbrev.get(k, k)}={v}" for k, _, v in (p.partition("=") for p in key.split(",")))
+
+
+def tradeoff_png(
+    by_setting: Mapping[str, dict[str, Any]], front: Sequence[str], path: Path, *, recommended: str | None = None,
+    title: str = "",
+) -> Path:
+    """False-interrupt rate (y, with 95 % CI) against p90 barge-in latency (x), one labelled point per setting.
+
+    Colour is the missed rate; the Pareto front is joined by a line; the recommended setting is ringed.
+    Settings that never interrupted (no latency) are left out and listed in the title.
+    """
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(11, 7))
+    xs, ys, cs, keys = [], [], [], []
+    no_latency = []
+    for k, v in by_setting.items():
+        p90, fr = v["latency_ms"]["p90"], v["false_interrupt_rate"]
+        if p90 is None or fr["rate"] is None:
+            no_latency.append(k)
+            continue
+        xs.append(p90), ys.append(100 * fr["rate"]), keys.append(k)
+        cs.append(100 * (v["missed_rate"]["rate"] or 0.0))
+        ax.errorbar(p90, 100 * fr["rate"], yerr=[[100 * (fr["rate"] - fr["low"])], [100 * (fr["high"] - fr["rate"])]],
+                    fmt="none", ecolor="0.75", elinewidth=0.8, zorder=1)
+    sc = ax.scatter(xs, ys, c=cs, cmap="viridis_r", vmin=0, vmax=max(cs + [1.0]), s=60, edgecolors="black", zorder=3)
+    fig.colorbar(sc, ax=ax, label="missed interrupts (% of speech that should interrupt)")
+    for x, y, k in zip(xs, ys, keys):
+        ax.annotate(_short(k), (x, y), fontsize=7, xytext=(4, 4), textcoords="offset points",
+                    fontweight="bold" if k in front else "normal")
+    pts = sorted((by_setting[k]["latency_ms"]["p90"], 100 * by_setting[k]["false_interrupt_rate"]["rate"])
+                 for k in front if k in keys)
+    if pts:
+        ax.plot(*zip(*pts), color="tab:red", lw=1, ls="--", zorder=2, label="Pareto front (false, p90, missed)")
+    if recommended in keys:
+        i = keys.index(recommended)
+        ax.scatter([xs[i]], [ys[i]], s=300, facecolors="none", edgecolors="tab:red", lw=2, zorder=4, label="recommended")
+    ax.set_xlabel("p90 barge-in latency (ms, onset -> response.interrupted)")
+    ax.set_ylabel("false-interrupt rate (% of takes; bars: 95 % Wilson CI)")
+    extra = f" (never interrupted: {', '.join(_short(k) for k in no_latency)})" if no_latency else ""
+    ax.set_title((title or "barge-in trade-off per setting") + extra, fontsize=10)
+    ax.grid(alpha=0.3)
+    if pts or recommended in keys:
+        ax.legend(loc="upper right", fontsize=8)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path
+
+
+def _metric(v: dict[str, Any], name: str) -> float:
+    if name == "p90_latency_ms":
+        x = v["latency_ms"]["p90"]
+    else:
+        x = v[name]["rate"]
+        x = None if x is None else 100 * x
+    return math.nan if x is None else float(x)
+
+
+HEATMAP_METRICS = (("false_interrupt_rate", "false interrupts %"), ("missed_rate", "missed %"), ("p90_latency_ms", "p90 latency ms"))
+
+
+def heatmap_pngs(
+    settings: Sequence[dict[str, float | int]], by_setting: Mapping[str, dict[str, Any]], out_dir: Path,
+) -> list[Path]:
+    """One PNG per pair of knobs with more than one value: three heatmaps (false %, missed %, p90 ms).
+
+    A cell is the mean over the settings of the other knobs (so read it as "on
+    average over the rest of the grid").
+    """
+    from simulator.settings import setting_key
+
+    plt = _plt()
+    knobs = [k for k in (settings[0] if settings else {}) if len({s[k] for s in settings}) > 1]
+    paths = []
+    for a, b in itertools.combinations(knobs, 2):
+        va, vb = sorted({s[a] for s in settings}), sorted({s[b] for s in settings})
+        fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
+        for ax, (metric, label) in zip(axes, HEATMAP_METRICS):
+            grid = np.full((len(vb), len(va)), np.nan)
+            for i, y in enumerate(vb):
+                for j, x in enumerate(va):
+                    vals = [_metric(by_setting[setting_key(s)], metric) for s in settings
+                            if s[a] == x and s[b] == y and setting_key(s) in by_setting]
+                    vals = [v for v in vals if not math.isnan(v)]
+                    grid[i, j] = float(np.mean(vals)) if vals else np.nan
+            im = ax.imshow(grid, origin="lower", aspect="auto", cmap="magma_r")
+            for i in range(len(vb)):
+                for j in range(len(va)):
+                    if not math.isnan(grid[i, j]):
+                        ax.text(j, i, f"{grid[i, j]:.0f}", ha="center", va="center", fontsize=7, color="tab:cyan")
+            ax.set_xticks(range(len(va)), [f"{x:g}" for x in va], fontsize=7)
+            ax.set_yticks(range(len(vb)), [f"{y:g}" for y in vb], fontsize=7)
+            ax.set_xlabel(a), ax.set_ylabel(b), ax.set_title(label, fontsize=9)
+            fig.colorbar(im, ax=ax)
+        fig.tight_layout()
+        path = out_dir / f"heatmap_{a}_{b}.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(path, dpi=80)
+        plt.close(fig)
+        paths.append(path)
+    return paths

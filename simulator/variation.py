@@ -20,8 +20,10 @@ settings', not the dice's.
 
 from __future__ import annotations
 
+import json
 import zlib
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -58,13 +60,23 @@ def pin_intent(sc: Scenario) -> Scenario:
     The metrics decide "should this speech interrupt?" from the floor of the
     setting being run (:mod:`simulator.metrics`): a threshold longer than a
     short "stop" would make missing it "expected". Across settings the user's
-    intent must stay put, and a scenario with one utterance states it in
-    ``expect.interrupt``. Several utterances (a recorded session): unchanged.
+    intent must stay put, and a scenario with one utterance of one speech span
+    (by its sidecar) states it in ``expect.interrupt``. Several utterances or
+    spans (a recorded session), or no sidecar: unchanged.
     """
     if len(sc.utterances) != 1 or sc.expect.interrupt is None or sc.utterances[0].expect_interrupt is not None:
         return sc
+    if _sidecar_spans(sc.utterances[0].wav) != 1:
+        return sc
     u = sc.utterances[0].model_copy(update={"expect_interrupt": sc.expect.interrupt})
     return sc.model_copy(update={"utterances": [u]})
+
+
+def _sidecar_spans(wav: Path) -> int | None:
+    try:
+        return len(json.loads(wav.with_suffix(".json").read_text(encoding="utf-8")).get("speech") or [])
+    except (OSError, ValueError, AttributeError):
+        return None
 
 
 def vary(sc: Scenario, seed: int, variation: Variation = Variation()) -> Scenario:

@@ -4,9 +4,10 @@ Takes are independent, so they are mapped over workers and their summaries
 come back in completion order; callers sort by key, so the order of completion
 never shows in results. Engines load once per worker process: the local pool's
 initializer and, on Dask, ``Client.run`` warm every worker up before the first
-take (:func:`simulator.fast.warm_up`). A take's figures depend only on its task
-(virtual clock, seeded variation), so a local run and a Dask run with the same
-seeds give equal summaries.
+take (:func:`warm_worker`: the engines, then one run of each scenario as
+written, in a fixed order). A take's figures depend only on its task (virtual
+clock, seeded variation, primed speech synthesis), so a local run and a Dask
+run with the same seeds give equal summaries.
 
 Libraries: ``concurrent.futures.ProcessPoolExecutor`` (standard library) for
 local cores, started with ``spawn`` (forking a process that already runs
@@ -25,24 +26,58 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any
 
+from simulator.scenario import Scenario
 from simulator.takes import Task, run_take
 
 Summary = dict[str, Any]
 
 
-def warm_worker(config_paths: Sequence[str]) -> None:
-    """Load and first-run the engines of each config in this process (pool initializer / ``Client.run``)."""
-    from simulator.fast import warm_up
+def warm_worker(config_paths: Sequence[str], prime: Sequence[Scenario] = ()) -> None:
+    """Make this process ready for takes (pool initializer / ``Client.run``).
+
+    Loads and first-runs the engines of each config, then runs each scenario of
+    ``prime`` once as written, in name order. Why the second step: eSpeak
+    carries a little state from one utterance to the next that its API cannot
+    reset (docs/tts.md), and the sentence cache keeps the first synthesis of a
+    sentence; so a reply's audio, hence its echo, would depend on which takes a
+    worker happened to run before. Priming synthesises the scenarios' replies in
+    one fixed order in every worker, so every worker plays the same audio and a
+    take's figures do not depend on where or after what it ran.
+    """
+    from simulator.fast import run_fast, warm_up
 
     for path in config_paths:
         try:
             warm_up(Path(path))
         except Exception:  # noqa: BLE001 - a bad config is reported by the take that uses it
             pass
+    for sc in sorted(prime, key=lambda s: s.name):
+        try:
+            run_fast(sc)
+        except Exception:  # noqa: BLE001 - as above: the take reports it
+            pass
+    _exit_with_parent()
 
 
-def _configs(tasks: Sequence[Task]) -> list[str]:
-    return sorted({str(t.scenario.config_path) for t in tasks})
+def _exit_with_parent() -> None:
+    # A pool worker whose parent was killed (SIGTERM, OOM) would wait forever for work.
+    import threading
+    import time
+
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os._exit(1)
+
+    if multiprocessing.parent_process() is not None:
+        threading.Thread(target=watch, daemon=True, name="exit-with-parent").start()
+
+
+def _configs(tasks: Sequence[Task]) -> tuple[list[str], list[Scenario]]:
+    scenarios = {t.scenario.name: t.scenario for t in tasks}
+    return sorted({str(t.scenario.config_path) for t in tasks}), list(scenarios.values())
 
 
 def _progress(total: int, enabled: bool, desc: str) -> Any:
@@ -85,12 +120,12 @@ def run_tasks(
         else:
             n = min(jobs or os.cpu_count() or 1, len(todo))
             if n <= 1:
-                warm_worker(_configs(todo))
+                warm_worker(*_configs(todo))
                 for task in todo:
                     done(run_take(task))
             else:
                 ctx = multiprocessing.get_context("spawn")
-                with ProcessPoolExecutor(n, mp_context=ctx, initializer=warm_worker, initargs=(_configs(todo),)) as pool:
+                with ProcessPoolExecutor(n, mp_context=ctx, initializer=warm_worker, initargs=_configs(todo)) as pool:
                     for fut in as_completed([pool.submit(run_take, t) for t in todo]):
                         done(fut.result())
     finally:
@@ -103,7 +138,7 @@ def _run_dask(todo: list[Task], scheduler: Any, done: Callable[[Summary], None])
 
     client = scheduler if isinstance(scheduler, Client) else Client(scheduler)
     try:
-        client.run(warm_worker, _configs(todo))
+        client.run(warm_worker, *_configs(todo))
         # pure=False: two equal tasks are still two takes; each summary comes back once.
         futures = client.map(run_take, todo, pure=False)
         for fut in dask_completed(futures):

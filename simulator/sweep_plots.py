@@ -48,7 +48,7 @@ def tradeoff_png(
         cs.append(100 * (v["missed_rate"]["rate"] or 0.0))
         ax.errorbar(p90, 100 * fr["rate"], yerr=[[100 * (fr["rate"] - fr["low"])], [100 * (fr["high"] - fr["rate"])]],
                     fmt="none", ecolor="0.75", elinewidth=0.8, zorder=1)
-    sc = ax.scatter(xs, ys, c=cs, cmap="viridis_r", vmin=0, vmax=max(cs + [1.0]), s=60, edgecolors="black", zorder=3)
+    sc = ax.scatter(xs, ys, c=cs, cmap="viridis_r", vmin=0, vmax=max(cs + [10.0]), s=60, edgecolors="black", zorder=3)
     fig.colorbar(sc, ax=ax, label="missed interrupts (% of speech that should interrupt)")
     for x, y, k in zip(xs, ys, keys):
         ax.annotate(_short(k), (x, y), fontsize=7, xytext=(4, 4), textcoords="offset points",

@@ -161,7 +161,8 @@ def sweep_report(
 
 def format_pooled(groups: dict[str, dict[str, Any]]) -> str:
     """A text table of pooled figures for the terminal."""
-    head = f"{'':<30} {'takes':>5} {'lat p50':>7} {'p90':>6} {'p99':>6} {'max':>6} {'ovh p90':>7} {'false %':>16} {'missed %':>16}"
+    w = max([len(n) for n in groups] + [12])
+    head = f"{'':<{w}} {'takes':>5} {'lat p50':>7} {'p90':>6} {'p99':>6} {'max':>6} {'ovh p90':>7} {'false %':>16} {'missed %':>16}"
     lines = [head, "-" * len(head)]
 
     def r(x: dict[str, Any]) -> str:
@@ -172,7 +173,7 @@ def format_pooled(groups: dict[str, dict[str, Any]]) -> str:
 
     for name, p in groups.items():
         lat = p["latency_ms"]
-        lines.append(f"{name[:30]:<30} {p['takes']:>5} {v(lat['p50']):>7} {v(lat['p90']):>6} {v(lat['p99']):>6} "
+        lines.append(f"{name:<{w}} {p['takes']:>5} {v(lat['p50']):>7} {v(lat['p90']):>6} {v(lat['p99']):>6} "
                      f"{v(lat['max']):>6} {v(p['overhead_ms']['p90']):>7} {r(p['false_interrupt_rate']):>16} "
                      f"{r(p['missed_rate']):>16}" + (f"  ({p['errors']} errors)" if p["errors"] else ""))
     return "\n".join(lines)

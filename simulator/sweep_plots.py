@@ -30,43 +30,55 @@ def tradeoff_png(
     by_setting: Mapping[str, dict[str, Any]], front: Sequence[str], path: Path, *, recommended: str | None = None,
     title: str = "",
 ) -> Path:
-    """False-interrupt rate (y, with 95 % CI) against p90 barge-in latency (x), one labelled point per setting.
+    """False-interrupt rate (y, with 95 % CI) against p90 barge-in latency (x), one numbered point per setting.
 
-    Colour is the missed rate; the Pareto front is joined by a line; the recommended setting is ringed.
-    Settings that never interrupted (no latency) are left out and listed in the title.
+    Settings with the same figures share a point; the panel on the right says
+    which settings each number stands for. Colour is the missed rate; the
+    Pareto front is joined by a dashed line; the recommended setting is ringed.
+    Settings that never interrupted (no latency) are listed in the title.
     """
     plt = _plt()
-    fig, ax = plt.subplots(figsize=(11, 7))
-    xs, ys, cs, keys = [], [], [], []
+    fig, (ax, side) = plt.subplots(1, 2, figsize=(14, 7), gridspec_kw={"width_ratios": [2.3, 1]})
+    points: dict[tuple[float, float, float], list[str]] = {}
     no_latency = []
     for k, v in by_setting.items():
         p90, fr = v["latency_ms"]["p90"], v["false_interrupt_rate"]
         if p90 is None or fr["rate"] is None:
             no_latency.append(k)
             continue
-        xs.append(p90), ys.append(100 * fr["rate"]), keys.append(k)
-        cs.append(100 * (v["missed_rate"]["rate"] or 0.0))
-        ax.errorbar(p90, 100 * fr["rate"], yerr=[[100 * (fr["rate"] - fr["low"])], [100 * (fr["high"] - fr["rate"])]],
-                    fmt="none", ecolor="0.75", elinewidth=0.8, zorder=1)
+        points.setdefault((p90, 100 * fr["rate"], 100 * (v["missed_rate"]["rate"] or 0.0)), []).append(k)
+    ordered = sorted(points.items())
+    lines = []
+    for n, ((x, y, missed), keys) in enumerate(ordered, 1):
+        fr = by_setting[keys[0]]["false_interrupt_rate"]
+        ax.errorbar(x, y, yerr=[[100 * (fr["rate"] - fr["low"])], [100 * (fr["high"] - fr["rate"])]],
+                    fmt="none", ecolor="0.8", elinewidth=0.8, zorder=1)
+        on_front = any(k in front for k in keys)
+        ax.annotate(str(n), (x, y), fontsize=8, xytext=(5, 6 if n % 2 else -12), textcoords="offset points",
+                    fontweight="bold" if on_front else "normal")
+        mark = "*" if recommended in keys else ("F" if on_front else " ")
+        lines.append(f"{n:>2}{mark} " + "\n    ".join(_short(k) for k in keys))
+    xs = [x for (x, _, _), _ in ordered]
+    ys = [y for (_, y, _), _ in ordered]
+    cs = [c for (_, _, c), _ in ordered]
     sc = ax.scatter(xs, ys, c=cs, cmap="viridis_r", vmin=0, vmax=max(cs + [10.0]), s=60, edgecolors="black", zorder=3)
     fig.colorbar(sc, ax=ax, label="missed interrupts (% of speech that should interrupt)")
-    for x, y, k in zip(xs, ys, keys):
-        ax.annotate(_short(k), (x, y), fontsize=7, xytext=(4, 4), textcoords="offset points",
-                    fontweight="bold" if k in front else "normal")
-    pts = sorted((by_setting[k]["latency_ms"]["p90"], 100 * by_setting[k]["false_interrupt_rate"]["rate"])
-                 for k in front if k in keys)
+    pts = sorted({(x, y) for (x, y, _), keys in ordered if any(k in front for k in keys)})
     if pts:
         ax.plot(*zip(*pts), color="tab:red", lw=1, ls="--", zorder=2, label="Pareto front (false, p90, missed)")
-    if recommended in keys:
-        i = keys.index(recommended)
-        ax.scatter([xs[i]], [ys[i]], s=300, facecolors="none", edgecolors="tab:red", lw=2, zorder=4, label="recommended")
+    for (x, y, _), keys in ordered:
+        if recommended in keys:
+            ax.scatter([x], [y], s=300, facecolors="none", edgecolors="tab:red", lw=2, zorder=4, label="recommended")
     ax.set_xlabel("p90 barge-in latency (ms, onset -> response.interrupted)")
     ax.set_ylabel("false-interrupt rate (% of takes; bars: 95 % Wilson CI)")
-    extra = f" (never interrupted: {', '.join(_short(k) for k in no_latency)})" if no_latency else ""
+    extra = f"\nnever interrupted: {', '.join(_short(k) for k in no_latency)}" if no_latency else ""
     ax.set_title((title or "barge-in trade-off per setting") + extra, fontsize=10)
     ax.grid(alpha=0.3)
-    if pts or recommended in keys:
+    if pts or recommended:
         ax.legend(loc="upper right", fontsize=8)
+    side.axis("off")
+    side.text(0, 1, "point: setting(s)  (* recommended, F on the front)\n\n" + "\n".join(lines),
+              va="top", ha="left", family="monospace", fontsize=7, transform=side.transAxes)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=90)

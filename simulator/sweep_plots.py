@@ -123,10 +123,13 @@ def heatmap_pngs(
                     vals = [v for v in vals if not math.isnan(v)]
                     grid[i, j] = float(np.mean(vals)) if vals else np.nan
             im = ax.imshow(grid, origin="lower", aspect="auto", cmap="magma_r")
+            lo, hi = np.nanmin(grid) if not np.isnan(grid).all() else 0.0, np.nanmax(grid) if not np.isnan(grid).all() else 1.0
             for i in range(len(vb)):
                 for j in range(len(va)):
                     if not math.isnan(grid[i, j]):
-                        ax.text(j, i, f"{grid[i, j]:.0f}", ha="center", va="center", fontsize=7, color="tab:cyan")
+                        dark = hi > lo and (grid[i, j] - lo) / (hi - lo) > 0.55  # magma_r is dark at the top
+                        ax.text(j, i, f"{grid[i, j]:.0f}", ha="center", va="center", fontsize=7,
+                                color="white" if dark else "black")
             ax.set_xticks(range(len(va)), [f"{x:g}" for x in va], fontsize=7)
             ax.set_yticks(range(len(vb)), [f"{y:g}" for y in vb], fontsize=7)
             ax.set_xlabel(a), ax.set_ylabel(b), ax.set_title(label, fontsize=9)

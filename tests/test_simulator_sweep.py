@@ -280,7 +280,8 @@ def test_sweep_resumes_and_local_processes_equal_a_dask_cluster(tmp_path: Path) 
 
     settings, _ = settings_of(parse_grid(["threshold=10,20", "lockout_seconds=0.5"]))
     tasks = make_tasks([load_scenario(SCEN / "echo_only_no_aec.yaml")], settings, 2)
-    with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, \
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, host="127.0.0.1", scheduler_port=0,
+                      dashboard_address=None) as cluster, \
             Client(cluster) as client:
         remote = {s["key"]: s for s in run_tasks(tasks, scheduler=client, progress=False)}
     assert remote == local

@@ -131,6 +131,17 @@ def test_assertions_gate_pooled_figures_and_fail_without_data() -> None:
         parse_assertions({"suite": {"p90_latency_ms": "fast"}})
 
 
+def test_the_committed_gate_and_sweep_plan_are_valid() -> None:
+    from simulator.assertions import load_assertions
+    from simulator.sweep_cli import _plan
+
+    gate = load_assertions(REPO / "fixtures" / "assertions.yaml")
+    names = {p.stem for p in SCEN.glob("*.yaml")}
+    assert gate and {a.scope for a in gate} <= names | {"suite"}
+    plan = _plan(REPO / "fixtures" / "sweeps" / "tutorial.yaml")
+    assert all(p.is_file() for p in plan["scenarios"]) and len(settings_of(parse_grid(plan["grid"]))[0]) == 28
+
+
 # -- grid, settings, Pareto front, recommendation ---------------------------------
 
 

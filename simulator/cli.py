@@ -82,7 +82,7 @@ def add_take_options(p: argparse.ArgumentParser) -> None:
     """Options of runs made of many takes (``--repeat`` and ``sweep``)."""
     r = p.add_argument_group("repeats (many takes, pooled; --fast only)")
     r.add_argument("--repeat", type=int, metavar="N", help="run each scenario N times, each take varied (seeded)")
-    r.add_argument("--seed", type=int, default=0, help="base seed of the takes (default 0: same takes every time)")
+    r.add_argument("--seed", type=int, help="base seed of the takes (default 0: the same takes every time)")
     r.add_argument("--no-vary", action="store_true", help="takes as written: no variation, no jitter")
     r.add_argument("--jitter-ms", type=float, help="network jitter per message, both ways (default 20 when varied)")
     r.add_argument("--jobs", type=int, help="local worker processes (default: all cores; 1: in this process)")
@@ -271,7 +271,7 @@ def repeat_main(args: argparse.Namespace, scenarios: list[Scenario], argv: list[
         return 2
     variation = variation_of(args)
     args.out.mkdir(parents=True, exist_ok=True)
-    tasks = make_tasks(scenarios, [{}], args.repeat, seed=args.seed, variation=variation, varied=not args.no_vary,
+    tasks = make_tasks(scenarios, [{}], args.repeat, seed=args.seed or 0, variation=variation, varied=not args.no_vary,
                        png_dir=None if args.no_png else args.out)
     summaries, resumed = execute(tasks, args.out / "repeats.jsonl", jobs=args.jobs, scheduler=args.scheduler,
                                  progress=not args.no_progress)

@@ -93,7 +93,7 @@ def sweep_main(argv: list[str]) -> int:
         else:
             raise ScenarioError("give --suite DIR, --scenario FILE or a --plan with `suite:` or `scenarios:`")
         repeat = args.repeat or int(plan.get("repeat", 1))
-        seed = args.seed if args.seed else int(plan.get("seed", 0))
+        seed = args.seed if args.seed is not None else int(plan.get("seed", 0))
         target = args.target_false_rate
         if target is None:
             target = float((plan.get("target") or {}).get("max_false_interrupt_rate", 0.01))

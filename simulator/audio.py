@@ -14,7 +14,13 @@ class ClipError(ValueError):
 
 
 def read_wav(path: Path | str, sample_rate: int = 16000) -> np.ndarray:
-    """Mono float32 samples of a WAV file at ``sample_rate`` (mixed down and resampled)."""
+    """Mono float32 samples of a WAV file at ``sample_rate`` (mixed down and resampled).
+
+    Any WAV libsndfile reads: 8-48 kHz (or more), 16/24/32-bit integer or
+    float, mono or stereo (channels are averaged). Read by ``soundfile``
+    (libsndfile: every WAV sub-format, no hand-written RIFF parsing) and
+    resampled by ``soxr`` (high-quality, band-limited).
+    """
     import soundfile as sf
 
     path = Path(path)
@@ -41,6 +47,8 @@ class Clip:
     text: str
     speech: tuple[tuple[float, float], ...]
     span_texts: tuple[str, ...] = ()
+    #: Where ``speech`` came from: "sidecar", "silero" (neural VAD, no sidecar) or "energy".
+    speech_source: str = "sidecar"
 
     @property
     def onset_s(self) -> float:
@@ -117,26 +125,81 @@ def read_sidecar(sidecar: Path, clip_s: float) -> tuple[str | None, list[tuple[f
 def load_clip(path: Path | str, text: str | None = None, sample_rate: int = 16000) -> Clip:
     """Load a WAV and its sidecar (same name, ``.json``: ``speech`` spans and ``text``).
 
-    Without a sidecar (or with an empty ``speech`` list), speech spans come
-    from an energy detector and the text from ``text`` (empty when not given).
-    A sidecar that cannot be read raises :class:`ClipError` (:func:`read_sidecar`).
+    Without a sidecar, speech spans come from the Silero neural VAD
+    (:func:`neural_speech_spans`; an energy detector when the silero-vad wheel
+    is missing); a sidecar with an empty ``speech`` list (a sound declared as no
+    speech, e.g. ``fixtures/sounds/``) keeps the energy detector, so the
+    simulator still knows where the sound is. The text comes from ``text``
+    (empty when not given); ``Clip.speech_source`` says where the spans came
+    from, and reports repeat it. A sidecar that cannot be read raises
+    :class:`ClipError` (:func:`read_sidecar`).
     """
     path = Path(path)
     samples = read_wav(path, sample_rate)
     sidecar = path.with_suffix(".json")
     spans: list[tuple[float, float]] = []
     texts: list[str] = []
+    source = "sidecar"
     if sidecar.is_file():
         meta_text, spans, texts = read_sidecar(sidecar, len(samples) / sample_rate)
         if text is None:
             text = meta_text or ""
+        if not spans:
+            spans, source = energy_speech_spans(samples, sample_rate), "energy"
+    else:
+        from server.vad import VadUnavailableError
+
+        try:
+            spans, source = neural_speech_spans(samples, sample_rate), "silero"
+        except VadUnavailableError:
+            spans, source = energy_speech_spans(samples, sample_rate), "energy"
     if not spans:
-        spans = energy_speech_spans(samples, sample_rate)
-    if not spans:
-        raise ClipError(f"{path}: no speech found in the clip (silent file?)")
+        raise ClipError(f"{path}: no speech found in the clip (silent file?); add a sidecar {sidecar.name} with its speech spans")
     if len(texts) != len(spans):
         texts = [text or ""] if len(spans) == 1 else [""] * len(spans)
-    return Clip(path, samples, text or "", tuple(spans), tuple(texts))
+    return Clip(path, samples, text or "", tuple(spans), tuple(texts), source)
+
+
+#: Silero's own defaults for speech timestamps (silero-vad ``get_speech_timestamps``):
+#: start at p >= 0.5, end after p < 0.35 for 100 ms, drop spans under 250 ms.
+NEURAL_THRESHOLD = 0.5
+NEURAL_END_THRESHOLD = 0.35
+NEURAL_MIN_SILENCE_S = 0.1
+NEURAL_MIN_SPEECH_S = 0.25
+
+
+def neural_speech_spans(samples: np.ndarray, sample_rate: int = 16000) -> list[tuple[float, float]]:
+    """Speech spans (seconds) of a clip by the Silero VAD, with the hysteresis of silero-vad's
+    ``get_speech_timestamps`` (thresholds and durations above; no padding, so an onset is
+    the first confident 32 ms chunk). Raises ``server.vad.VadUnavailableError`` without the wheel.
+    """
+    from server.vad import SileroStream
+
+    x = samples.astype(np.float32)
+    if sample_rate not in (8000, 16000):
+        import soxr
+
+        x, sample_rate = soxr.resample(x, sample_rate, 16000).astype(np.float32), 16000
+    stream = SileroStream(sample_rate)
+    step = stream.chunk / sample_rate
+    spans: list[tuple[float, float]] = []
+    start: float | None = None
+    quiet = 0.0
+    for k, p in enumerate(stream.push(x)):
+        t = k * step
+        if start is None:
+            if p >= NEURAL_THRESHOLD:
+                start, quiet = t, 0.0
+        elif p < NEURAL_END_THRESHOLD:
+            quiet += step
+            if quiet >= NEURAL_MIN_SILENCE_S:
+                spans.append((start, t + step - quiet))
+                start = None
+        else:
+            quiet = 0.0
+    if start is not None:
+        spans.append((start, len(x) / sample_rate - quiet))
+    return [(round(a, 3), round(b, 3)) for a, b in spans if b - a >= NEURAL_MIN_SPEECH_S]
 
 
 def energy_speech_spans(samples: np.ndarray, sample_rate: int = 16000, frame_ms: int = 10) -> list[tuple[float, float]]:

@@ -21,9 +21,13 @@ examples:
   python -m simulator --scenario fixtures/scenarios/bargein_mid.yaml --no-aec
   python -m simulator --suite fixtures/scenarios
   python -m simulator --wav fixtures/interrupt.wav --server http://127.0.0.1:8080
+  python -m simulator --suite fixtures/scenarios --repeat 20 --assertions fixtures/assertions.yaml
+  python -m simulator sweep --suite fixtures/scenarios --grid threshold=10:30:5 window_size=24,48 --repeat 5
 
-Writes out/<scenario>.json and out/<scenario>.png and prints a table. Exit status:
-0 all expectations met, 1 an expectation failed, 2 bad input (the message says what to fix).
+Writes out/<scenario>.json and out/<scenario>.png and prints a table; a suite or
+repeat run also writes out/report.html. Exit status: 0 all expectations (with
+--repeat and --assertions: all assertions) met, 1 one failed, 2 bad input (the
+message says what to fix). `python -m simulator sweep --help` for sweeps.
 See docs/simulator.md for the scenario format and how to tune a config.
 """
 
@@ -69,7 +73,39 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--noise-file", type=Path, help="WAV of background noise to loop (default: synthetic pink noise)")
     p.add_argument("--max-duration-s", type=float, help="stop the run after this long (default 60)")
     p.add_argument("--api-key", default="simulator", help="API key for --server (default: simulator)")
+    add_take_options(p)
+    p.add_argument("--assertions", type=Path, help="with --repeat: YAML of bounds on pooled figures (the exit status follows them)")
     return p
+
+
+def add_take_options(p: argparse.ArgumentParser) -> None:
+    """Options of runs made of many takes (``--repeat`` and ``sweep``)."""
+    r = p.add_argument_group("repeats (many takes, pooled; --fast only)")
+    r.add_argument("--repeat", type=int, metavar="N", help="run each scenario N times, each take varied (seeded)")
+    r.add_argument("--seed", type=int, help="base seed of the takes (default 0: the same takes every time)")
+    r.add_argument("--no-vary", action="store_true", help="takes as written: no variation, no jitter")
+    r.add_argument("--jitter-ms", type=float, help="network jitter per message, both ways (default 20 when varied)")
+    r.add_argument("--jobs", type=int, help="local worker processes (default: all cores; 1: in this process)")
+    r.add_argument("--scheduler", metavar="ADDRESS", help="run the takes on a Dask cluster, e.g. tcp://10.0.0.5:8786")
+    r.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def variation_of(args: argparse.Namespace) -> Any:
+    """The :class:`simulator.variation.Variation` the options ask for."""
+    from simulator.variation import Variation
+
+    return Variation(jitter_ms=args.jitter_ms) if args.jitter_ms is not None else Variation()
+
+
+def check_take_options(args: argparse.Namespace) -> str | None:
+    """An error message for take options that cannot work together, else None."""
+    if args.repeat is not None and args.repeat < 1:
+        return f"--repeat must be at least 1, got {args.repeat}"
+    if args.jobs is not None and args.jobs < 1:
+        return f"--jobs must be at least 1, got {args.jobs}"
+    if getattr(args, "server", None) and args.repeat:
+        return "--repeat runs on the virtual clock; drop --server (real time is one take at a time)"
+    return None
 
 
 def _overrides(args: argparse.Namespace, sc: Scenario) -> Scenario:
@@ -143,7 +179,18 @@ def write_outputs(result: RunResult, out: Path, png: bool) -> list[Path]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["sweep"]:
+        from simulator.sweep_cli import sweep_main
+
+        return sweep_main(argv[1:])
     args = build_parser().parse_args(argv)
+    problem = check_take_options(args)
+    if problem is None and args.assertions is not None and args.repeat is None:
+        problem = "--assertions bound pooled figures: add --repeat N"
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
     from server.config import ConfigError
     from simulator.audio import ClipError
     from simulator.live import LiveError
@@ -161,6 +208,9 @@ def main(argv: list[str] | None = None) -> int:
     except bad_input as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+
+    if args.repeat is not None:
+        return repeat_main(args, [sc for _, sc in scenarios], argv)
 
     load_s = 0.0
     if not args.server:
@@ -200,5 +250,45 @@ def main(argv: list[str] | None = None) -> int:
     print(summary_table(rows))
     print(speed_line(rows, load_s))
     failed = [name for name, res, _ in rows if res is None or not res.passed]
-    print(f"\n{len(rows) - len(failed)}/{len(rows)} scenarios passed; reports in {args.out}/")
+    from simulator.html_report import suite_html
+
+    html = suite_html(rows, args.out, png=not args.no_png, command="python -m simulator " + " ".join(argv))
+    print(f"\n{len(rows) - len(failed)}/{len(rows)} scenarios passed; reports in {args.out}/ ({html.name})")
     return 1 if failed else 0
+
+
+def repeat_main(args: argparse.Namespace, scenarios: list[Scenario], argv: list[str]) -> int:
+    """``--repeat N``: N varied takes of each scenario, pooled; exit 1 when an assertion
+    (or, without ``--assertions``, a take's own expectation) fails."""
+    from simulator.assertions import AssertionsError, load_assertions
+    from simulator.campaign import execute, format_pooled, make_tasks, repeat_report, verdict_lines
+    from simulator.pooled import pool, pool_by
+
+    try:
+        assertions = load_assertions(args.assertions) if args.assertions else []
+    except AssertionsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    variation = variation_of(args)
+    args.out.mkdir(parents=True, exist_ok=True)
+    tasks = make_tasks(scenarios, [{}], args.repeat, seed=args.seed or 0, variation=variation, varied=not args.no_vary,
+                       png_dir=None if args.no_png else args.out)
+    summaries, resumed = execute(tasks, args.out / "repeats.jsonl", jobs=args.jobs, scheduler=args.scheduler,
+                                 progress=not args.no_progress)
+    data, verdicts = repeat_report(summaries, assertions, args.out, command="python -m simulator " + " ".join(argv),
+                                   repeats=args.repeat, variation=variation, varied=not args.no_vary)
+    print(format_pooled({**pool_by(summaries, "scenario"), "SUITE": pool(summaries)}))
+    if resumed:
+        print(f"({resumed} take(s) read back from {args.out / 'repeats.jsonl'}, not run again)")
+    for line in verdict_lines(verdicts):
+        print(line)
+    errors = [s for s in summaries if s["error"]]
+    for s in errors[:5]:
+        print(f"error in {s['scenario']} take {s['repeat']}: {s['error']}")
+    if assertions:
+        failed = [v for v in verdicts if not v.ok]
+        print(f"\n{len(verdicts) - len(failed)}/{len(verdicts)} assertions met; reports in {args.out}/ (report.html, repeats.json)")
+        return 1 if failed or errors else 0
+    bad = [s for s in summaries if s["error"] or not s["passed"]]
+    print(f"\n{len(summaries) - len(bad)}/{len(summaries)} takes met their expectations; reports in {args.out}/ (report.html, repeats.json)")
+    return 1 if bad else 0

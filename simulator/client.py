@@ -110,6 +110,15 @@ def _find_output_rate(session: Any) -> int | None:
     return None
 
 
+def noise_settings(scenario: Scenario) -> NoiseSettings:
+    """The noise of ``scenario``: its seed (when set) picks the pink noise or the file's starting point."""
+    nm = scenario.noise
+    if nm.seed is None:
+        return NoiseSettings(nm.db, nm.file)
+    offset = int(np.random.default_rng(nm.seed).integers(0, 60 * SAMPLE_RATE))  # wraps on shorter files
+    return NoiseSettings(nm.db, nm.file, seed=nm.seed, offset=offset if nm.file is not None else 0)
+
+
 class SimClient:
     """The protocol client of one scenario run (sans-I/O)."""
 
@@ -133,12 +142,20 @@ class SimClient:
         self.speaker = Speaker(block=self.chunk)
         self.mic = Microphone(
             EchoPath(self.echo_settings, self.sr),
-            NoiseSource(NoiseSettings(scenario.noise.db, scenario.noise.file), self.sr),
+            NoiseSource(noise_settings(scenario), self.sr),
         )
         clips = clips or {}
         self._utts: list[tuple[int, Utterance, Clip]] = []
+        notes: list[str] = []
         for i, u in enumerate(scenario.utterances):
             clip = clips.get(str(u.wav)) or load_clip(u.wav, u.text, self.sr)
+            if clip.speech_source != "sidecar":
+                spans = ", ".join(f"{a:.2f}-{b:.2f} s" for a, b in clip.speech)
+                notes.append(
+                    f"{u.wav.name} has no sidecar: its speech spans ({spans}) come from the "
+                    + ("neural VAD (Silero)" if clip.speech_source == "silero" else "energy detector (silero-vad missing)")
+                    + f", not from a person; add {u.wav.with_suffix('.json').name} to fix them"
+                )
             self._utts.append((i, u, clip))
         self._actions: list[tuple[int, Action]] = list(enumerate(scenario.actions))
         self._due: list[tuple[float, int, Action]] = []
@@ -149,7 +166,7 @@ class SimClient:
         self.transcripts: list[str] = []
         self.vad_enabled: bool | None = None
         self.session: dict[str, Any] = {}
-        self.warnings: list[str] = []
+        self.warnings: list[str] = notes
         self.stops: list[tuple[float, str | None]] = []
         self._outbox: list[tuple[ClientMessage, str | None]] = []
         self._future: list[tuple[int, str, str | None]] = []  # speaker events queued ahead (sample, name, role)

@@ -105,6 +105,8 @@ class NoiseSettings:
     db: float | None = None
     file: Path | None = None
     seed: int = 11
+    #: Where in the looped buffer sample 0 of the run falls (a file's other stretches).
+    offset: int = 0
 
 
 class NoiseSource:
@@ -130,7 +132,7 @@ class NoiseSource:
         """Noise samples ``[a, b)``."""
         if self.buffer is None or b <= a:
             return np.zeros(max(0, b - a), dtype=np.float32)
-        idx = np.arange(a, b) % len(self.buffer)
+        idx = (np.arange(a, b) + self.settings.offset) % len(self.buffer)
         return self.buffer[idx]
 
 

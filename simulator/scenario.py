@@ -124,10 +124,28 @@ class EchoModel(_Model):
 
 
 class NoiseModel(_Model):
-    """Background noise at ``db`` dBFS RMS; ``file`` = a WAV to loop, else pink noise."""
+    """Background noise at ``db`` dBFS RMS; ``file`` = a WAV to loop, else pink noise.
+
+    ``seed``: None = the fixed default noise (pink noise seed 11, a file from its
+    start); an integer draws another pink noise, or starts the file at another
+    point of its loop (used by repeats, :mod:`simulator.variation`).
+    """
 
     db: float | None = Field(None, le=0)
     file: Path | None = None
+    seed: int | None = Field(None, ge=0)
+
+
+class NetworkModel(_Model):
+    """Network jitter on the virtual clock (``--fast`` only), both directions.
+
+    Each client message and each server event is delivered ``U(0, jitter_ms)``
+    later than sent, in order (a WebSocket is one ordered TCP stream: a message
+    never overtakes the one before it). Seeded: the same seed, the same delays.
+    """
+
+    jitter_ms: float = Field(0.0, ge=0, le=2000)
+    seed: int = Field(0, ge=0)
 
 
 class Expect(_Model):
@@ -158,6 +176,7 @@ class Scenario(_Model):
     actions: list[Action] = Field(default_factory=list)
     echo: EchoModel = EchoModel()
     noise: NoiseModel = NoiseModel()
+    network: NetworkModel = NetworkModel()
     client: ClientSettings = ClientSettings()
     expect: Expect = Expect()
     max_duration_s: float = Field(60.0, gt=0, le=600)

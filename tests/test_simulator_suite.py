@@ -86,6 +86,8 @@ def test_cli_suite_exits_nonzero_on_an_unmet_expectation(tmp_path: Path) -> None
     proc = _cli("--suite", str(suite), "--out", str(tmp_path / "out"), "--no-png")
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert "FAIL transcript_contains" in proc.stdout
+    html = (tmp_path / "out" / "report.html").read_text()
+    assert "Scenario suite" in html and "transcript_contains" in html  # the person's view of the same verdict
 
 
 def test_cli_bad_input_says_what_to_fix(tmp_path: Path) -> None:

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 
 from simulator.assertions import AssertionsError, evaluate, parse_assertions
 from simulator.fast import Network
@@ -244,10 +245,23 @@ def _cli(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "simulator", *args], cwd=REPO, capture_output=True, text=True, timeout=600)
 
 
+def _self_interrupting_scenario(tmp_path: Path) -> Path:
+    """``echo_only_no_aec`` with the echo gate off: the assistant's own voice
+    (no client AEC) interrupts it, so every take has a false interrupt."""
+    config = yaml.safe_load((REPO / "fixtures" / "configs" / "bargein_flow_superagent_realtime.yaml").read_text())
+    config["audio_config"]["vad"]["echo_margin_db"] = "none"
+    (tmp_path / "gate_off.yaml").write_text(yaml.safe_dump(config))
+    scenario = yaml.safe_load((SCEN / "echo_only_no_aec.yaml").read_text())
+    scenario.update(name="echo_only_no_aec", config=str(tmp_path / "gate_off.yaml"), expect={"interrupt": True})
+    path = tmp_path / "echo_only_no_aec.yaml"
+    path.write_text(yaml.safe_dump(scenario))
+    return path
+
+
 def test_repeat_with_assertions_sets_the_exit_status(tmp_path: Path) -> None:
     rules = tmp_path / "rules.yaml"
     rules.write_text("suite:\n  max_false_interrupt_rate: 1.0\n  min_pass_rate: 1.0\n")
-    scen = str(SCEN / "echo_only_no_aec.yaml")
+    scen = str(_self_interrupting_scenario(tmp_path))
     ok = _cli("--scenario", scen, "--repeat", "2", "--jobs", "1", "--assertions", str(rules), "--out", str(tmp_path / "a"))
     assert ok.returncode == 0, ok.stdout + ok.stderr
     assert "2/2 assertions met" in ok.stdout

@@ -170,6 +170,7 @@ class Session:
         self._ended: list[_Utterance] = []
         # Spoken text transcribed but not yet answered: the user went on talking.
         self._unanswered: list[str] = []
+        self.max_asr_backlog_s = MAX_ASR_BACKLOG_S
         self._response: _Response | None = None
         self._last_response: _Response | None = None  # for interrupts after response.done
         self._jobs: dict[int, str] = {}  # job id -> what it is for ("asr", "agent", "speech")
@@ -399,16 +400,16 @@ class Session:
         self._utterance = None
         utt.final_requested = True
         utt.audio_s = len(event.audio) / 2 / self.sample_rate
+        backlog = sum(u.audio_s for u in self._ended if u.text is None)
         self._ended.append(utt)
-        backlog = sum(u.audio_s for u in self._ended if u.text is None) - utt.audio_s
         if not event.audio:
             utt.text = ""  # a cut at the cap followed by silence: no words
-        elif backlog + utt.audio_s > MAX_ASR_BACKLOG_S:
+        elif backlog + utt.audio_s > self.max_asr_backlog_s:
             utt.text = ""
             message = (
                 f"dropped utterance {utt.id} ({utt.audio_s:.1f} s of speech): {backlog:.1f} s of earlier "
-                f"speech is still waiting for transcription (limit {MAX_ASR_BACKLOG_S:.0f} s); "
-                "the recogniser is too slow for this input, repeat it later"
+                f"speech is still waiting for transcription (limit {self.max_asr_backlog_s:.0f} s); "
+                "the recogniser is too slow for this input, say it again later"
             )
             log.warning("session %s: %s", self.session_id, message)
             out.append(Send(proto.warning("asr_backlog", message)))

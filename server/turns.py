@@ -186,7 +186,7 @@ class TurnDetector:
             start, end = max(reversed(recent), key=lambda p: p[1] - p[0])  # longest, latest on ties
             cut = (start + end) // 4 * 2  # mid-pause, on a sample boundary
         else:
-            cut = size
+            cut = self._max_bytes  # no pause: at the cap exactly (the last frame may run past it)
         rest = bytes(self._utterance[cut:])
         speech_end_in_rest = max(0, self._speech_end_len - cut)
         silence_bytes, speech_end_t = self._silence_bytes, self._speech_end_t

@@ -25,7 +25,7 @@ Decisions (documented in docs/bargein.md):
   so that a stuck gate or a monologue cannot grow an utterance without bound.
   The next turn starts at once, with no ``SpeechStarted`` and no audio lost:
   the cut is in the middle of the longest run of non-speech frames of the
-  last ``cut_lookback_ms`` (a pause between words: no word is split, and each
+  last ``cut_lookback_ms`` (at most half the cap) (a pause between words: no word is split, and each
   piece keeps some silence at the seam, without which Whisper drops the words
   next to it), else at the cap; the audio after the cut opens the next turn.
   If no speech follows the cut, that turn ends on silence with empty ``audio``.
@@ -98,7 +98,8 @@ class TurnDetector:
         self._silence_bytes_needed = silence_duration_ms * sample_rate // 1000 * 2
         self._trailing_bytes = trailing_silence_ms * sample_rate // 1000 * 2
         self._max_bytes = int(max_turn_seconds * sample_rate) * 2
-        self._cut_lookback_bytes = cut_lookback_ms * sample_rate // 1000 * 2
+        # At most half the cap back, so that no piece of a long turn is shorter than half the cap.
+        self._cut_lookback_bytes = min(cut_lookback_ms * sample_rate // 1000 * 2, self._max_bytes // 2)
         prefix_frames = math.ceil(prefix_padding_ms / frame_ms - EPS)
         self._preroll: deque[tuple[float, bytes, bool]] = deque(maxlen=prefix_frames + self.min_speech_frames)
         self._reset_turn()

@@ -152,6 +152,9 @@ def test_a_cut_at_the_cap_falls_in_the_middle_of_the_longest_recent_pause() -> N
     assert len(ended.audio) == int(81.5 * 480) * 2
     assert ended.audio + det.utterance_so_far() == b"".join(frame(k) for k in range(1, 151))
     assert det.audio_start_t == pytest.approx(81.5 * 0.03)
+    # The half pause the next turn starts with is too far back to cut at again.
+    events = run(det, lambda k: True, 151, 300)
+    assert [len(ev.audio) for _, ev in events] == [3 * RATE * 2] * 2
 
 
 def test_silence_right_after_a_cut_ends_an_empty_turn() -> None:

@@ -37,6 +37,15 @@ CANCEL_TIMEOUT_S = 1.0
 PARTIAL_EVERY_S = 0.5
 #: Response audio goes out in deltas of this length (seconds).
 DELTA_S = 0.2
+#: Ended utterances' audio that may wait for final transcripts at once
+#: (seconds); past it the newest utterance is dropped with a ``warning``, so a
+#: stuck or slow recogniser cannot make the session hold audio without bound.
+MAX_ASR_BACKLOG_S = 180.0
+#: A turn with no end-of-turn pause is cut into turns of at most this length
+#: (seconds), the next one starting where it was cut. Whisper decodes up to
+#: 30 s in one window; longer audio goes through its sliding windows, which
+#: lose words at the seams (docs/bargein.md).
+MAX_TURN_S = 28.0
 
 
 @dataclass(frozen=True)
@@ -89,6 +98,8 @@ class _Utterance:
     job: int | None = None  # transcribe job in flight
     new_speech_s: float = 0.0  # speech heard since the last partial request
     final_requested: bool = False
+    audio_s: float = 0.0  # length of the audio sent for the final transcript
+    text: str | None = None  # the final transcript, once it is back
 
 
 class Session:
@@ -126,6 +137,7 @@ class Session:
             silence_duration_ms=asr.silence_duration_ms,
             prefix_padding_ms=asr.prefix_padding_ms,
             sample_rate=self.sample_rate,
+            max_turn_seconds=MAX_TURN_S,
         )
         self.detector = (
             BargeInDetector(BargeInSettings.from_config(self.vad, asr), engines.confirmer, self.sample_rate)
@@ -149,7 +161,13 @@ class Session:
         self._ids = itertools.count(1)
         self.input_clock = InputClock(self.sample_rate)
         self._audio_arrival_t = float("-inf")  # when the latest input chunk arrived
-        self._utterance: _Utterance | None = None
+        self._utterance: _Utterance | None = None  # the turn in progress, if any
+        # Ended utterances, oldest first, until their final transcripts are out:
+        # results can come back in any order, transcripts go out in this one.
+        self._ended: list[_Utterance] = []
+        # Spoken text transcribed but not yet answered: the user went on talking.
+        self._unanswered: list[str] = []
+        self.max_asr_backlog_s = MAX_ASR_BACKLOG_S
         self._response: _Response | None = None
         self._last_response: _Response | None = None  # for interrupts after response.done
         self._jobs: dict[int, str] = {}  # job id -> what it is for ("asr", "agent", "speech")
@@ -220,9 +238,11 @@ class Session:
         elif isinstance(msg, proto.ResponseCancel):
             self._on_cancel(t, out)
         elif isinstance(msg, proto.AudioClear):
+            # Drops the turn in progress; ended utterances are the user's and stay.
             self.framer.reset()
             self.turns.clear()
             self._drop_utterance()
+            self._maybe_answer(t, out)
         # commit, session.update and PONG need nothing: commits never end a turn.
         out.extend(self.tick(t))
         return out
@@ -265,6 +285,10 @@ class Session:
     def close(self) -> None:
         """The client is gone: drop all pending work."""
         self._drop_utterance()
+        for utt in self._ended:
+            self.engines.asr.forget(utt.id)
+        self._ended.clear()
+        self._unanswered.clear()
         self._jobs.clear()
         self._response = None
 
@@ -276,6 +300,7 @@ class Session:
             "mode": "barge-in" if self.vad else "push-to-talk",
             "response": None if resp is None else {"id": resp.id, "status": resp.status, "step": resp.step, "audio_s": resp.audio_s},
             "utterance": None if self._utterance is None else self._utterance.id,
+            "awaiting_transcripts": [utt.id for utt in self._ended],
             "jobs_in_flight": len(self._jobs),
             "detector": None if self.detector is None else {
                 "speech_in_window": self.detector.speech_in_window,
@@ -322,10 +347,13 @@ class Session:
             if fire is not None:
                 self._on_barge_in(t, fire, out)
                 return
-        generating = self._response is not None and self._response.status == "generating"
-        if armed or (self.vad is not None and generating):
+        resp = self._response
+        speaking = resp is not None and resp.status == "generating" and resp.audio_s > 0
+        if armed or (self.vad is not None and speaking):
             # While the assistant speaks, only a confirmed barge-in starts a user
             # turn: echo and noise must not end a turn and start a response.
+            # Before its first audio there is nothing to echo: the user's next
+            # words are a turn as usual (and withdraw the silent response).
             return
         speech = self.turn_gate.push(frame)
         event = self.turns.feed(t, frame, speech)
@@ -347,10 +375,12 @@ class Session:
     def _on_turn_event(self, t: float, event: Any, out: list[Output]) -> None:
         if isinstance(event, SpeechStarted):
             self._utterance = _Utterance(f"utt_{next(self._ids)}")
+            self._withdraw_silent_response(t, out)
         elif isinstance(event, TurnEnded):
-            if self._utterance is None:
+            self._end_utterance(t, event, out)
+            if self.turns.in_turn:
+                # Cut at max_turn_seconds while the user talks on: the rest is the next turn.
                 self._utterance = _Utterance(f"utt_{next(self._ids)}")
-            self._request_transcript(event.audio, final=True, out=out)
             return
         utt = self._utterance
         # Partials re-decode the utterance so far: ask only when enough new speech
@@ -365,44 +395,101 @@ class Session:
             audio = self.turns.utterance_so_far()
             if audio:
                 utt.new_speech_s = 0.0
-                self._request_transcript(audio, final=False, out=out)
+                self._request_transcript(utt, audio, final=False, out=out)
 
-    def _request_transcript(self, audio: bytes, *, final: bool, out: list[Output]) -> None:
-        utt = self._utterance
-        assert utt is not None
+    def _end_utterance(self, t: float, event: TurnEnded, out: list[Output]) -> None:
+        """Queue the ended turn for its final transcript (each utterance keeps its own job)."""
+        utt = self._utterance or _Utterance(f"utt_{next(self._ids)}")
+        self._utterance = None
+        utt.final_requested = True
+        utt.audio_s = len(event.audio) / 2 / self.sample_rate
+        backlog = sum(u.audio_s for u in self._ended if u.text is None)
+        self._ended.append(utt)
+        if not event.audio:
+            utt.text = ""  # a cut at the cap followed by silence: no words
+        elif backlog + utt.audio_s > self.max_asr_backlog_s:
+            utt.text = ""
+            message = (
+                f"dropped utterance {utt.id} ({utt.audio_s:.1f} s of speech): {backlog:.1f} s of earlier "
+                f"speech is still waiting for transcription (limit {self.max_asr_backlog_s:.0f} s); "
+                "the recogniser is too slow for this input, say it again later"
+            )
+            log.warning("session %s: %s", self.session_id, message)
+            out.append(Send(proto.warning("asr_backlog", message)))
+        else:
+            self._request_transcript(utt, event.audio, final=True, out=out)
+        self._deliver_transcripts(t, out)
+
+    def _request_transcript(self, utt: _Utterance, audio: bytes, *, final: bool, out: list[Output]) -> None:
         job_id = next(self._ids)
-        if final:
-            utt.final_requested = True
         utt.job = job_id
         self._jobs[job_id] = "asr"
         out.append(StartJob(TranscribeJob(job_id, self.engines.asr, utt.id, audio, self.sample_rate, final)))
 
+    def _utterance_of(self, job_id: int) -> _Utterance | None:
+        for utt in (self._utterance, *self._ended):
+            if utt is not None and utt.job == job_id:
+                return utt
+        return None
+
     def _on_transcript(self, t: float, result: Transcript, out: list[Output]) -> None:
-        utt = self._utterance
-        if utt is None or utt.job != result.job_id:
-            return
+        utt = self._utterance_of(result.job_id)
+        if utt is None:
+            return  # a partial overtaken by the final request
         utt.job = None
         if not result.final:
             if result.text and not utt.final_requested:
                 out.append(Send(proto.transcript_delta(result.text, item_id=utt.id)))
             return
-        self._utterance = None
-        self.engines.asr.forget(utt.id)
-        if not result.text:
-            log.info("session %s: utterance %s had no recognisable words; no response", self.session_id, utt.id)
-            return
-        out.append(Send(proto.transcript_done(result.text, item_id=utt.id)))
-        self._add_user_turn(result.text, out)
-        self._start_response(t, result.text, out)
+        utt.text = result.text
+        self._deliver_transcripts(t, out)
 
     def _utterance_failed(self, t: float, result: JobFailed, out: list[Output]) -> None:
-        utt = self._utterance
-        if utt is not None and utt.job == result.job_id:
-            utt.job = None
-            if utt.final_requested:
-                self._utterance = None
+        utt = self._utterance_of(result.job_id)
+        if utt is None:
+            return
+        utt.job = None
+        if utt.final_requested:
+            utt.text = ""  # the engine_failed warning already named the error
+            self._deliver_transcripts(t, out)
+
+    def _deliver_transcripts(self, t: float, out: list[Output]) -> None:
+        """Send final transcripts in utterance order, then answer if the user is done."""
+        while self._ended and self._ended[0].text is not None:
+            utt = self._ended.pop(0)
+            self.engines.asr.forget(utt.id)
+            if not utt.text:
+                log.info("session %s: utterance %s had no recognisable words; no response", self.session_id, utt.id)
+                continue
+            out.append(Send(proto.transcript_done(utt.text, item_id=utt.id)))
+            self._unanswered.append(utt.text)
+        self._maybe_answer(t, out)
+
+    def _maybe_answer(self, t: float, out: list[Output]) -> None:
+        """Answer what was said once the user has stopped: no turn in progress and
+        every ended utterance transcribed. Utterances said before that are one turn."""
+        if not self._unanswered or self._utterance is not None or self._ended:
+            return
+        query = " ".join(self._unanswered)
+        self._unanswered.clear()
+        self._add_user_turn(query, out)
+        self._start_response(t, query, out)
+
+    def _withdraw_silent_response(self, t: float, out: list[Output]) -> None:
+        """The user talks on before hearing any of the answer: close the response
+        (``cancelled``) and answer its query together with what they say now."""
+        resp = self._response
+        if resp is None or resp.status != "generating" or resp.audio_s > 0:
+            return
+        self._close_response(t, "cancelled", out)
+        self._last_response = None  # nothing of it was played: nothing to interrupt later
+        turns = self.history.turns
+        if turns and turns[-1].role == "user" and turns[-1].text == resp.query:
+            turns.pop()  # added again as part of the merged turn
+        self._unanswered.insert(0, resp.query)
 
     def _drop_utterance(self) -> None:
+        """Drop the turn in progress (not yet ended); ended ones keep their jobs."""
         if self._utterance is not None:
             if self._utterance.job is not None:
                 self._jobs.pop(self._utterance.job, None)
@@ -432,7 +519,8 @@ class Session:
             last = self._last_response
             out.append(Send(proto.response_interrupted(last.id, audio_end_ms)))
             self._settle_heard(last, audio_end_ms / 1000, out)
-        # The speech that fired starts the user's next turn, from prefix padding before its onset.
+        # The speech that fired starts the user's next turn, from prefix padding before
+        # its onset; it replaces a turn in progress, never an ended one awaiting its transcript.
         self._drop_utterance()
         # The speech heard so far is enough for a first partial right away.
         self._utterance = _Utterance(f"utt_{next(self._ids)}", new_speech_s=PARTIAL_EVERY_S)

@@ -22,7 +22,13 @@ Decisions (documented in docs/bargein.md):
   silence: ASR gains nothing from 3.5 s of silence and Whisper tends to
   hallucinate on it.
 * A turn longer than ``max_turn_seconds`` is ended (reason ``max_duration``)
-  so that a stuck gate cannot grow an utterance without bound.
+  so that a stuck gate or a monologue cannot grow an utterance without bound.
+  The next turn starts at once, with no ``SpeechStarted`` and no audio lost:
+  the cut is in the middle of the longest run of non-speech frames of the
+  last ``cut_lookback_ms`` (at most half the cap) (a pause between words: no word is split, and each
+  piece keeps some silence at the seam, without which Whisper drops the words
+  next to it), else at the cap; the audio after the cut opens the next turn.
+  If no speech follows the cut, that turn ends on silence with empty ``audio``.
 """
 
 from __future__ import annotations
@@ -53,7 +59,7 @@ class TurnEnded:
     speech_end_t: float
     audio_start_t: float
     audio: bytes
-    reason: str  # "silence" or "max_duration"
+    reason: str  # "silence", or "max_duration" (the next turn has already started)
 
 
 class TurnDetector:
@@ -68,12 +74,14 @@ class TurnDetector:
         min_speech_ms: int = 90,
         trailing_silence_ms: int = 300,
         max_turn_seconds: float = 60.0,
+        cut_lookback_ms: int = 5000,
     ) -> None:
         for name, value in (
             ("silence_duration_ms", silence_duration_ms),
             ("prefix_padding_ms", prefix_padding_ms),
             ("min_speech_ms", min_speech_ms),
             ("trailing_silence_ms", trailing_silence_ms),
+            ("cut_lookback_ms", cut_lookback_ms),
         ):
             if not isinstance(value, int) or value < 0:
                 raise ValueError(f"{name} must be an integer number of ms >= 0, got {value!r}")
@@ -90,6 +98,8 @@ class TurnDetector:
         self._silence_bytes_needed = silence_duration_ms * sample_rate // 1000 * 2
         self._trailing_bytes = trailing_silence_ms * sample_rate // 1000 * 2
         self._max_bytes = int(max_turn_seconds * sample_rate) * 2
+        # At most half the cap back, so that no piece of a long turn is shorter than half the cap.
+        self._cut_lookback_bytes = min(cut_lookback_ms * sample_rate // 1000 * 2, self._max_bytes // 2)
         prefix_frames = math.ceil(prefix_padding_ms / frame_ms - EPS)
         self._preroll: deque[tuple[float, bytes, bool]] = deque(maxlen=prefix_frames + self.min_speech_frames)
         self._reset_turn()
@@ -105,6 +115,7 @@ class TurnDetector:
         self._speech_end_t: float | None = None
         self._silence_bytes = 0
         self._run = 0
+        self._pauses: list[list[int]] = []  # [start, end) byte ranges of non-speech runs in the turn
 
     @property
     def in_turn(self) -> bool:
@@ -157,13 +168,42 @@ class TurnDetector:
             self._speech_end_t = t
         else:
             self._silence_bytes += len(frame)
+            end = len(self._utterance)
+            if self._pauses and self._pauses[-1][1] == end - len(frame):
+                self._pauses[-1][1] = end
+            else:
+                self._pauses.append([end - len(frame), end])
         if self._silence_bytes >= self._silence_bytes_needed:
             return self._end(t, "silence")
         if len(self._utterance) >= self._max_bytes:
-            self._speech_end_len = len(self._utterance)
-            self._speech_end_t = t
-            return self._end(t, "max_duration")
+            return self._cut(t)
         return None
+
+    def _cut(self, t: float) -> TurnEnded:
+        """End the turn at the cap and carry on with the next one, losing no audio."""
+        size = len(self._utterance)
+        recent = [p for p in self._pauses if p[1] >= size - self._cut_lookback_bytes]
+        if recent:
+            start, end = max(reversed(recent), key=lambda p: p[1] - p[0])  # longest, latest on ties
+            cut = (start + end) // 4 * 2  # mid-pause, on a sample boundary
+        else:
+            cut = self._max_bytes  # no pause: at the cap exactly (the last frame may run past it)
+        rest = bytes(self._utterance[cut:])
+        speech_end_in_rest = max(0, self._speech_end_len - cut)
+        silence_bytes, speech_end_t = self._silence_bytes, self._speech_end_t
+        pauses = [[max(0, s - cut), e - cut] for s, e in self._pauses if e > cut]
+        del self._utterance[cut:]
+        self._speech_end_len = cut
+        self._speech_end_t = t - len(rest) / 2 / self.sample_rate
+        event = self._end(t, "max_duration")
+        self._in_turn = True
+        self.audio_start_t = self.onset_t = t - len(rest) / 2 / self.sample_rate
+        self._utterance.extend(rest)
+        self._speech_end_len = speech_end_in_rest
+        self._speech_end_t = speech_end_t if speech_end_in_rest else self.audio_start_t
+        self._silence_bytes = silence_bytes  # the end-of-turn count goes on across the cut
+        self._pauses = pauses
+        return event
 
     def _feed_idle(self, t: float, frame: bytes, speech: bool) -> SpeechStarted | None:
         self._preroll.append((t, frame, speech))
@@ -192,7 +232,8 @@ class TurnDetector:
         return SpeechStarted(t=t, onset_t=onset)
 
     def _end(self, t: float, reason: str) -> TurnEnded:
-        keep = min(len(self._utterance), self._speech_end_len + self._trailing_bytes)
+        # No speech frame since a cut at the cap: nothing worth recognising.
+        keep = min(len(self._utterance), self._speech_end_len + self._trailing_bytes) if self._speech_end_len else 0
         assert self.onset_t is not None and self.audio_start_t is not None and self._speech_end_t is not None
         event = TurnEnded(
             t=t,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import heapq
 import itertools
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from server import protocol as proto
@@ -57,6 +58,8 @@ class VirtualSession:
         self.now = 0.0
         self.events: list[TimedEvent] = []
         self.saved_history: ConversationHistory | None = None
+        #: Called with ``(t, job)`` for each job the session starts (tests look at what was decoded).
+        self.on_job_started: Callable[[float, Job], None] | None = None
         self._queue: list[tuple[float, int, JobResult]] = []
         self._seq = itertools.count()
 
@@ -66,6 +69,8 @@ class VirtualSession:
             if isinstance(out, Send):
                 emitted.append(TimedEvent(t, out.event))
             elif isinstance(out, StartJob):
+                if self.on_job_started is not None:
+                    self.on_job_started(t, out.job)
                 result = run_job(out.job)
                 heapq.heappush(self._queue, (t + self.latency.of(out.job), next(self._seq), result))
             elif isinstance(out, PersistHistory):

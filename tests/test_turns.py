@@ -127,6 +127,46 @@ def test_max_turn_length() -> None:
     assert isinstance(events[1][1], TurnEnded) and events[1][1].reason == "max_duration"
 
 
+def test_a_turn_cut_at_the_cap_goes_on_with_no_audio_lost() -> None:
+    # Speech with no pause: cut at exactly 3 s each time, the next turn starting
+    # with the very next sample, with no SpeechStarted and no min_speech_ms wait.
+    det = TurnDetector(frame_ms=30, silence_duration_ms=700, prefix_padding_ms=0, sample_rate=RATE, max_turn_seconds=3.0)
+    events = run(det, lambda k: True, 1, 350)
+    ends = [ev for _, ev in events if isinstance(ev, TurnEnded)]
+    assert [type(ev).__name__ for _, ev in events] == ["SpeechStarted"] + ["TurnEnded"] * 3
+    assert all(ev.reason == "max_duration" and len(ev.audio) == 3 * RATE * 2 for ev in ends)
+    assert det.in_turn
+    heard = b"".join(ev.audio for ev in ends) + det.utterance_so_far()
+    assert heard == b"".join(frame(k) for k in range(1, 351))
+    for before, after in zip(ends, ends[1:]):
+        assert after.audio_start_t == pytest.approx(before.audio_start_t + 3.0)
+
+
+def test_a_cut_at_the_cap_falls_in_the_middle_of_the_longest_recent_pause() -> None:
+    det = TurnDetector(frame_ms=30, silence_duration_ms=700, prefix_padding_ms=0, sample_rate=RATE, max_turn_seconds=3.0)
+    pauses = set(range(60, 62)) | set(range(80, 85))  # 60 ms, then 150 ms of non-speech
+    events = run(det, lambda k: k not in pauses, 1, 150)
+    ended = events[1][1]
+    assert isinstance(ended, TurnEnded) and events[1][0] == 100 and ended.reason == "max_duration"
+    # Audio runs from frame 1; the 150 ms pause is frames 80-84: its middle is 81.5 frames in.
+    assert len(ended.audio) == int(81.5 * 480) * 2
+    assert ended.audio + det.utterance_so_far() == b"".join(frame(k) for k in range(1, 151))
+    assert det.audio_start_t == pytest.approx(81.5 * 0.03)
+    # The half pause the next turn starts with is too far back to cut at again.
+    events = run(det, lambda k: True, 151, 300)
+    assert [len(ev.audio) for _, ev in events] == [3 * RATE * 2] * 2
+
+
+def test_silence_right_after_a_cut_ends_an_empty_turn() -> None:
+    det = TurnDetector(frame_ms=30, silence_duration_ms=700, prefix_padding_ms=0, sample_rate=RATE, max_turn_seconds=3.0)
+    events = run(det, lambda k: k <= 100, 1, 200)
+    assert [(k, type(ev).__name__) for k, ev in events] == [(3, "SpeechStarted"), (100, "TurnEnded"), (124, "TurnEnded")]
+    cut, empty = events[1][1], events[2][1]
+    assert isinstance(cut, TurnEnded) and len(cut.audio) == 100 * 960
+    assert isinstance(empty, TurnEnded) and empty.reason == "silence" and empty.audio == b""
+    assert not det.in_turn
+
+
 def test_bad_input_is_named() -> None:
     with pytest.raises(ValueError, match="silence_duration_ms"):
         TurnDetector(silence_duration_ms=0)

@@ -22,7 +22,9 @@ from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 from server import protocol as proto
 from server.config import load_project_config
 from server.engines import build_engines
+from server.faults import FaultPlan, FaultStore, JobFault
 from server.history import ConversationHistory, HistoryStore
+from server.journal import Journal, JournalStore
 from server.projects import NAME_RE, ProjectStore, UnknownProject
 from server.session import PersistHistory, Send, Session, StartJob
 from server.work import Job, run_job
@@ -80,8 +82,11 @@ async def _deny(websocket: WebSocket, status: int, code: str, message: str) -> N
 class RealtimeEndpoint:
     """ASGI endpoint of ``/distiller/realtime/{account}/{project}/{uuid}``."""
 
-    def __init__(self, settings, projects: ProjectStore, histories: HistoryStore, registry: SessionRegistry, check_key: Callable) -> None:
+    def __init__(self, settings, projects: ProjectStore, histories: HistoryStore, registry: SessionRegistry, check_key: Callable,
+                 journals: JournalStore | None = None, faults: FaultStore | None = None) -> None:
         self.settings = settings
+        self.journals = journals
+        self.faults = faults
         self.projects = projects
         self.histories = histories
         self.registry = registry
@@ -120,17 +125,27 @@ class RealtimeEndpoint:
             await websocket.send_text(json.dumps(proto.error("too_many_sessions", "server is at its session limit")))
             await websocket.close(code=1008)
             return
+        journal = plan = None
+        if self.journals is not None:
+            journal = self.journals.open(session.session_id, session.project, session.uuid,
+                                         input_rate=session.sample_rate, output_rate=session.output_rate)
+            session.attach_journal(journal)
+        if self.faults is not None:
+            plan = self.faults.plan_for(session.project, session.config.faults, journal, output_rate=session.output_rate)
         try:
-            await SessionConnection(websocket, session, self.histories, self.settings.ping_interval_s).run()
+            await SessionConnection(websocket, session, self.histories, self.settings.ping_interval_s,
+                                    journal=journal, faults=plan).run()
         finally:
             self.registry.remove(session.session_id)
+            if journal is not None:
+                self.journals.end(journal)
 
     def _open_session(self, stored, uuid: str) -> Session:
         config = load_project_config(stored.config).config
         history = None
         if config.memory_config.save_config.auto_load:
             history = self.histories.load(stored.name, uuid)
-        engines = build_engines(config, brain=self.settings.brain)
+        engines = build_engines(config, brain=self.settings.brain, **getattr(self.settings, "engine_overrides", {}))
         return Session(
             config, engines, session_id=f"sess_{next(_session_ids)}", project=stored.name, uuid=uuid, history=history
         )
@@ -140,9 +155,12 @@ class SessionConnection:
     """Runs one session over one accepted WebSocket until either side leaves."""
 
     def __init__(
-        self, websocket: WebSocket, session: Session, histories: HistoryStore, ping_interval_s: float = PING_INTERVAL_S
+        self, websocket: WebSocket, session: Session, histories: HistoryStore, ping_interval_s: float = PING_INTERVAL_S,
+        *, journal: Journal | None = None, faults: FaultPlan | None = None,
     ) -> None:
         self.ws = websocket
+        self.journal = journal
+        self.faults = faults
         self.ping_interval_s = ping_interval_s
         self.session = session
         self.histories = histories
@@ -184,11 +202,14 @@ class SessionConnection:
 
     async def _run_job(self, job: Job) -> None:
         loop = asyncio.get_running_loop()
+        fault = self.faults.for_job(self.now(), job.kind) if self.faults is not None else JobFault()
         if job.kind == "transcribe":
             async with self.asr_lock:
-                result = await loop.run_in_executor(_POOL, run_job, job)
+                result = await loop.run_in_executor(_POOL, run_job, job, fault.fail)
+                await asyncio.sleep(fault.delay_s)
         else:
-            result = await loop.run_in_executor(_POOL, run_job, job)
+            result = await loop.run_in_executor(_POOL, run_job, job, fault.fail)
+            await asyncio.sleep(fault.delay_s)
         if not self.closed:
             self.dispatch(self.session.job_done(self.now(), result))
 
@@ -197,7 +218,28 @@ class SessionConnection:
             event = await self.outbox.get()
             if event is None:
                 return
-            await self.ws.send_text(json.dumps(event, separators=(",", ":")))
+            if self.faults is not None:
+                if await self._fault_before_send(event):
+                    return
+                copies = self.faults.on_send(self.now(), event)
+            else:
+                copies = [event]
+            for copy in copies:
+                if self.journal is not None:
+                    self.journal.sent(self.now(), copy)
+                await self.ws.send_text(json.dumps(copy, separators=(",", ":")))
+                if self.faults is not None:
+                    self.faults.sent(copy)
+
+    async def _fault_before_send(self, event: dict[str, Any]) -> bool:
+        """Apply a stall or a close due before ``event``; True when the socket was closed."""
+        assert self.faults is not None
+        close = self.faults.close_before(self.now(), event)
+        if close is not None:
+            await self.ws.close(code=close[0], reason=close[1][:120])
+            return True
+        await asyncio.sleep(self.faults.stall_before(self.now(), event))
+        return False
 
     async def _timers(self) -> None:
         while True:
@@ -222,7 +264,11 @@ class SessionConnection:
             data = message.get("text")
             if data is None:
                 data = message.get("bytes") or b""
-            self.dispatch(self.session.receive(self.now(), proto.parse_client_message(data)))
+            msg = proto.parse_client_message(data)
+            t = self.now()
+            if self.journal is not None:
+                self.journal.received_message(t, msg)
+            self.dispatch(self.session.receive(t, msg))
 
     async def run(self) -> None:
         self.dispatch(self.session.start(self.now()))

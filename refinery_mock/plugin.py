@@ -17,7 +17,8 @@ Options: ``--refinery-config PATH`` (a project YAML registered as project
 ``default`` in every scope, and the one the engines are warmed with),
 ``--refinery-scope function|module|session``, ``--refinery-asr-engine``,
 ``--refinery-tts-engine``, ``--refinery-brain`` (engines for configs that name
-none). Nothing global is set unless the test calls ``refinery_mock.patch_env()``.
+none), ``--refinery-record DIR`` (record every session for replay). Nothing
+global is set unless the test calls ``refinery_mock.patch_env()``.
 """
 
 from __future__ import annotations
@@ -44,6 +45,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--refinery-asr-engine", default=None, help="ASR engine for configs that name none (whisper, pocketsphinx, vosk)")
     group.addoption("--refinery-tts-engine", default=None, help="TTS engine for configs that name none (hibari, espeak)")
     group.addoption("--refinery-brain", default=None, help="agent brain: scripted (default) or openai")
+    group.addoption("--refinery-record", metavar="DIR", default=None,
+                    help="record every session under DIR for `python -m simulator --replay DIR/<session>`")
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -63,6 +66,7 @@ def refinery_mock_server(pytestconfig: pytest.Config) -> Iterator[RefineryMock]:
         asr_engine=pytestconfig.getoption("--refinery-asr-engine"),
         tts_engine=pytestconfig.getoption("--refinery-tts-engine"),
         brain=pytestconfig.getoption("--refinery-brain"),
+        record_dir=pytestconfig.getoption("--refinery-record"),
     )
     config = pytestconfig.getoption("--refinery-config")
     try:

@@ -45,14 +45,17 @@ class RefineryMock:
     directory, removed on :meth:`stop`). ``asr_engine`` / ``tts_engine`` /
     ``brain``: engines for configs that name none (``server.asr``,
     ``server.tts`` registries; brain ``scripted`` or ``openai``).
+    ``record_dir``: record every session there for replay (server/recording.py).
     """
 
     def __init__(self, data_dir: str | os.PathLike[str] | None = None, *, asr_engine: str | None = None,
-                 tts_engine: str | None = None, brain: str | None = None) -> None:
+                 tts_engine: str | None = None, brain: str | None = None,
+                 record_dir: str | os.PathLike[str] | None = None) -> None:
         self._tmp = None if data_dir is not None else tempfile.TemporaryDirectory(prefix="refinery-mock-")
         self.data_dir = Path(data_dir) if data_dir is not None else Path(self._tmp.name)
         overrides = {k: v for k, v in (("asr_engine", asr_engine), ("tts_engine", tts_engine)) if v}
-        self.settings = ServerSettings(data_dir=self.data_dir, brain=brain, engine_overrides=overrides)
+        self.settings = ServerSettings(data_dir=self.data_dir, brain=brain, engine_overrides=overrides,
+                                       record_dir=Path(record_dir) if record_dir is not None else None)
         self.app = create_app(self.settings)
         self.url = ""
         self._server: uvicorn.Server | None = None

@@ -34,6 +34,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="leave out the admin API (/_admin: session journals, faults, reset)")
     parser.add_argument("--admin-remote", action="store_true",
                         help="let the admin API answer clients other than 127.0.0.1 (it shows all traffic and can reset the server)")
+    parser.add_argument("--record", type=Path, default=None, metavar="DIR",
+                        help="save each session (mic audio as received, client events, config, journal) under DIR "
+                             "for `python -m simulator --replay DIR/<session>`")
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     return parser.parse_args(argv)
 
@@ -48,6 +51,7 @@ def main(argv: list[str] | None = None) -> int:
         brain=args.brain,
         admin=args.admin,
         admin_remote=args.admin_remote,
+        record_dir=args.record,
     )
     app = create_app(settings)
     sock = socket.socket(socket.AF_INET6 if ":" in args.host else socket.AF_INET, socket.SOCK_STREAM)

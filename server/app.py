@@ -44,6 +44,8 @@ class ServerSettings:
     admin_remote: bool = False
     #: ``asr_engine`` / ``tts_engine`` for configs that name none (server.engines.build_engines).
     engine_overrides: dict[str, str] = field(default_factory=dict)
+    #: Record every session here for replay (server/recording.py); None: no recording.
+    record_dir: Path | None = None
 
 
 def _problem(status: int, code: str, message: str, **extra: Any) -> JSONResponse:

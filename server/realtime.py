@@ -25,6 +25,7 @@ from server.engines import build_engines
 from server.faults import FaultPlan, FaultStore, JobFault
 from server.history import ConversationHistory, HistoryStore
 from server.journal import Journal, JournalStore
+from server.recording import SessionRecorder
 from server.projects import NAME_RE, ProjectStore, UnknownProject
 from server.session import PersistHistory, Send, Session, StartJob
 from server.work import Job, run_job
@@ -132,13 +133,19 @@ class RealtimeEndpoint:
             session.attach_journal(journal)
         if self.faults is not None:
             plan = self.faults.plan_for(session.project, session.config.faults, journal, output_rate=session.output_rate)
+        record_dir = getattr(self.settings, "record_dir", None)
+        recorder = None if record_dir is None else SessionRecorder(
+            record_dir, session_id=session.session_id, project=stored.name, project_version=stored.version,
+            uuid=uuid, config=stored.config, sample_rate=session.sample_rate)
         try:
             await SessionConnection(websocket, session, self.histories, self.settings.ping_interval_s,
-                                    journal=journal, faults=plan).run()
+                                    journal=journal, faults=plan, recorder=recorder).run()
         finally:
             self.registry.remove(session.session_id)
             if journal is not None:
                 self.journals.end(journal)
+            if recorder is not None:
+                recorder.close(journal)
 
     def _open_session(self, stored, uuid: str) -> Session:
         config = load_project_config(stored.config).config
@@ -156,11 +163,12 @@ class SessionConnection:
 
     def __init__(
         self, websocket: WebSocket, session: Session, histories: HistoryStore, ping_interval_s: float = PING_INTERVAL_S,
-        *, journal: Journal | None = None, faults: FaultPlan | None = None,
+        *, journal: Journal | None = None, faults: FaultPlan | None = None, recorder: SessionRecorder | None = None,
     ) -> None:
         self.ws = websocket
         self.journal = journal
         self.faults = faults
+        self.recorder = recorder
         self.ping_interval_s = ping_interval_s
         self.session = session
         self.histories = histories
@@ -202,7 +210,8 @@ class SessionConnection:
 
     async def _run_job(self, job: Job) -> None:
         loop = asyncio.get_running_loop()
-        fault = self.faults.for_job(self.now(), job.kind) if self.faults is not None else JobFault()
+        started = self.now()
+        fault = self.faults.for_job(started, job.kind) if self.faults is not None else JobFault()
         if job.kind == "transcribe":
             async with self.asr_lock:
                 result = await loop.run_in_executor(_POOL, run_job, job, fault.fail)
@@ -210,6 +219,10 @@ class SessionConnection:
         else:
             result = await loop.run_in_executor(_POOL, run_job, job, fault.fail)
             await asyncio.sleep(fault.delay_s)
+        if self.journal is not None:
+            # Real engine time (queueing included): what a replay uses as this job's latency.
+            self.journal.record(self.now(), "job", kind=job.kind, job_id=job.job_id, started_t=round(started, 6),
+                                ms=round((self.now() - started) * 1000, 3))
         if not self.closed:
             self.dispatch(self.session.job_done(self.now(), result))
 
@@ -268,6 +281,8 @@ class SessionConnection:
             t = self.now()
             if self.journal is not None:
                 self.journal.received_message(t, msg)
+            if self.recorder is not None:
+                self.recorder.received(t, msg)
             self.dispatch(self.session.receive(t, msg))
 
     async def run(self) -> None:

@@ -21,6 +21,7 @@ examples:
   python -m simulator --scenario fixtures/scenarios/bargein_mid.yaml --no-aec
   python -m simulator --suite fixtures/scenarios
   python -m simulator --wav fixtures/interrupt.wav --server http://127.0.0.1:8080
+  python -m simulator --replay recordings/sess_3_demo_alice
 
 Writes out/<scenario>.json and out/<scenario>.png and prints a table. Exit status:
 0 all expectations met, 1 an expectation failed, 2 bad input (the message says what to fix).
@@ -39,6 +40,9 @@ def build_parser() -> argparse.ArgumentParser:
     what.add_argument("--wav", type=Path, help="a WAV to stream as the microphone (its JSON sidecar marks the speech)")
     what.add_argument("--scenario", type=Path, help="a scenario YAML file")
     what.add_argument("--suite", type=Path, help="a directory of scenario YAML files; exits 1 if any expectation fails")
+    what.add_argument("--replay", type=Path, metavar="DIR",
+                      help="a session recorded with `python -m server --record`: rerun it on the virtual clock; "
+                           "exits 1 if its decisions differ from the recorded ones")
     clock = p.add_mutually_exclusive_group()
     clock.add_argument("--fast", action="store_true", help="in-process session on a virtual clock (default; deterministic)")
     clock.add_argument("--server", metavar="URL", help="real time over WebSocket against a running server, e.g. http://127.0.0.1:8080")
@@ -144,6 +148,10 @@ def write_outputs(result: RunResult, out: Path, png: bool) -> list[Path]:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.replay is not None:
+        from simulator import replay
+
+        return replay.main(args.replay)
     from server.config import ConfigError
     from simulator.audio import ClipError
     from simulator.live import LiveError

@@ -9,7 +9,7 @@
         assert refinery_mock.sessions[-1].responses()[0]["status"] == "completed"
 
 One in-process server per test session (engines warmed once); its state
-(projects, journals, run-time faults, the ``patch_env`` variables) is reset
+(live sessions, projects, journals, run-time faults, the ``patch_env`` variables) is reset
 after each test, or each module/session with ``--refinery-scope``. A test
 marked ``@pytest.mark.refinery_mock_keep`` leaves the state to the next one.
 

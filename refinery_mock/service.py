@@ -24,7 +24,6 @@ import httpx
 import uvicorn
 import yaml
 
-from server.admin import reset_state
 from server.app import ServerSettings, create_app
 from server.config import FaultsConfig, load_project_config
 from server.engines import build_engines
@@ -150,9 +149,11 @@ class RefineryMock:
         self._saved_env.clear()
 
     def reset(self, *, keep_projects: bool = False) -> None:
-        """Forget journals and run-time faults and (unless ``keep_projects``)
-        projects and saved histories. Sessions still open keep running."""
-        reset_state(self.app.state.journals, self.app.state.faults, self.data_dir, keep_projects=keep_projects)
+        """Close live sessions (code 1001), forget journals and run-time faults
+        and (unless ``keep_projects``) projects and saved histories: the admin
+        API's ``POST /_admin/reset``."""
+        answer = httpx.post(f"{self.url}/_admin/reset", json={"keep_projects": keep_projects}, timeout=30)
+        answer.raise_for_status()
 
     # -- journals -----------------------------------------------------------
 

@@ -13,8 +13,8 @@ them as they are).
 ``PUT  /_admin/faults``                       set faults for every project (body: a ``faults`` block)
 ``PUT  /_admin/projects/{name}/faults``       set faults for one project
 ``DELETE`` on the two ``faults`` routes        clear them
-``POST /_admin/reset``                        forget journals, run-time faults, projects and saved
-                                               histories (``{"keep_projects": true}`` keeps the last two)
+``POST /_admin/reset``                        close live sessions (1001), forget journals, run-time faults,
+                                               projects and saved histories (``{"keep_projects": true}`` keeps the last two)
 
 Journal routes take the filters ``type`` (exact or glob, e.g. ``detector.*``),
 ``since`` and ``until`` (session seconds) and ``dir`` (``in`` / ``out``).
@@ -25,7 +25,7 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import Any, Awaitable, Callable
 
 from pydantic import ValidationError
 from starlette.requests import Request
@@ -85,9 +85,11 @@ def reset_state(journals: JournalStore, faults: FaultStore, data_dir: Path, *, k
         wipe_dir(Path(data_dir) / "history")
 
 
-def admin_routes(journals: JournalStore, faults: FaultStore, data_dir: Path, *, remote: bool = False) -> list[Route]:
+def admin_routes(journals: JournalStore, faults: FaultStore, data_dir: Path, *, remote: bool = False,
+                 close_sessions: Callable[[], Awaitable[int]] | None = None) -> list[Route]:
     """The admin routes over a server's journals and faults; ``data_dir`` holds
-    the projects and histories a reset removes."""
+    the projects and histories a reset removes; ``close_sessions`` closes the
+    live sessions on a reset (returning how many)."""
 
     def local_only(handler):
         async def guarded(request: Request) -> JSONResponse:
@@ -147,8 +149,10 @@ def admin_routes(journals: JournalStore, faults: FaultStore, data_dir: Path, *, 
         if isinstance(body, JSONResponse):
             return body
         keep = bool(isinstance(body, dict) and body.get("keep_projects"))
+        # Sessions first: their journals end before the journals are forgotten.
+        closed = await close_sessions() if close_sessions is not None else 0
         reset_state(journals, faults, data_dir, keep_projects=keep)
-        return JSONResponse({"reset": True, "kept_projects": keep})
+        return JSONResponse({"reset": True, "kept_projects": keep, "closed_sessions": closed})
 
     p = ADMIN_PREFIX
     return [

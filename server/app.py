@@ -186,7 +186,7 @@ def create_app(settings: ServerSettings) -> Starlette:
         WebSocketRoute("/distiller/realtime/{account}/{project}/{uuid}", realtime),
     ]
     if settings.admin:
-        routes += admin_routes(journals, faults, settings.data_dir, remote=settings.admin_remote)
+        routes += admin_routes(journals, faults, settings.data_dir, remote=settings.admin_remote, close_sessions=realtime.close_all)
     app = Starlette(routes=routes)
     app.state.settings = settings
     app.state.registry = registry

@@ -92,6 +92,7 @@ class RealtimeEndpoint:
         self.histories = histories
         self.registry = registry
         self.check_key = check_key
+        self.connections: set[SessionConnection] = set()  # live ones, for close_all
 
     async def __call__(self, scope, receive, send) -> None:
         websocket = WebSocket(scope, receive, send)
@@ -137,15 +138,29 @@ class RealtimeEndpoint:
         recorder = None if record_dir is None else SessionRecorder(
             record_dir, session_id=session.session_id, project=stored.name, project_version=stored.version,
             uuid=uuid, config=stored.config, sample_rate=session.sample_rate)
+        connection = SessionConnection(websocket, session, self.histories, self.settings.ping_interval_s,
+                                       journal=journal, faults=plan, recorder=recorder)
+        self.connections.add(connection)
         try:
-            await SessionConnection(websocket, session, self.histories, self.settings.ping_interval_s,
-                                    journal=journal, faults=plan, recorder=recorder).run()
+            await connection.run()
         finally:
+            self.connections.discard(connection)
             self.registry.remove(session.session_id)
             if journal is not None:
                 self.journals.end(journal)
             if recorder is not None:
                 recorder.close(journal)
+
+    async def close_all(self, code: int = 1001, reason: str = "refinery-mock reset") -> int:
+        """Close every live session's socket (the admin reset); returns how many."""
+        live = list(self.connections)
+        for connection in live:
+            if connection.ws.client_state == WebSocketState.CONNECTED:
+                try:
+                    await connection.ws.close(code=code, reason=reason)
+                except RuntimeError:  # the client left at the same moment
+                    pass
+        return len(live)
 
     def _open_session(self, stored, uuid: str) -> Session:
         config = load_project_config(stored.config).config

@@ -103,6 +103,19 @@ async def _text_turn(ws_url: str, project: str) -> None:
             pass
 
 
+async def _reset_with_a_live_session(mock) -> int | None:
+    """Reset while a client is connected; returns the close code it gets."""
+    async with websockets.connect(f"{mock.ws_url}/distiller/realtime/acct/demo/u2", additional_headers={"Authorization": "Bearer k"}) as ws:
+        await ws.recv()  # session.created: the session is live
+        answer = await asyncio.to_thread(httpx.post, f"{mock.url}/_admin/reset")
+        assert answer.json() == {"reset": True, "kept_projects": False, "closed_sessions": 1}
+        try:
+            while True:
+                await ws.recv()
+        except websockets.ConnectionClosed as closed:
+            return closed.rcvd.code if closed.rcvd else None
+
+
 def test_admin_api_serves_journals_by_session_and_project_and_resets(tmp_path):
     from refinery_mock import RefineryMock
 
@@ -123,7 +136,8 @@ def test_admin_api_serves_journals_by_session_and_project_and_resets(tmp_path):
         bad = httpx.get(f"{admin}/sessions/{sid}/journal", params={"since": "soon"})
         assert bad.status_code == 400 and "since" in bad.json()["detail"]
         assert httpx.get(f"{admin}/sessions/nope/journal").status_code == 404
-        assert httpx.post(f"{admin}/reset").json()["reset"] is True
+        assert mock.wait_for("response.done")[0]["status"] == "completed"
+        assert asyncio.run(_reset_with_a_live_session(mock)) == 1001
         assert httpx.get(f"{admin}/sessions").json()["sessions"] == []
         gone = httpx.post(f"{mock.url}/distiller/download", json={"project": "demo"}, headers={"Authorization": "Bearer k"})
         assert gone.status_code == 404

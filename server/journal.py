@@ -34,6 +34,8 @@ import threading
 from collections import OrderedDict, deque
 from typing import Any, Iterable
 
+from server import protocol as proto
+
 #: Entries kept per session; the oldest fall off first (~2.5 MB of summaries).
 MAX_ENTRIES = 10_000
 #: Ended sessions whose journals are kept, oldest forgotten first.
@@ -106,8 +108,6 @@ class Journal:
 
     def received_message(self, t: float, msg: Any) -> None:
         """A parsed client message (:mod:`server.protocol`) arrived at ``t``."""
-        from server import protocol as proto  # the journal itself needs no protocol to be read
-
         if isinstance(msg, proto.BadFrame):
             self.record(t, "bad_frame", dir="in", code=msg.code, message=msg.message)
         elif isinstance(msg, proto.AudioAppend):

@@ -264,7 +264,10 @@ class SessionConnection:
         assert self.faults is not None
         close = self.faults.close_before(self.now(), event)
         if close is not None:
-            await self.ws.close(code=close[0], reason=close[1][:120])
+            try:
+                await self.ws.close(code=close[0], reason=close[1][:120])
+            except RuntimeError:  # the client already left
+                pass
             return True
         await asyncio.sleep(self.faults.stall_before(self.now(), event))
         return False

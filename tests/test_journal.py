@@ -153,3 +153,33 @@ def test_admin_api_is_loopback_only_and_can_be_switched_off(tmp_path):
     assert TestClient(allowed, client=("203.0.113.7", 5000)).get("/_admin/sessions").status_code == 200
     off = create_app(ServerSettings(data_dir=tmp_path, admin=False))
     assert TestClient(off, client=("127.0.0.1", 5000)).get("/_admin/sessions").status_code == 404
+
+
+def test_detector_decisions_held_in_lockout_then_rejected_then_confirmed():
+    from server.bargein import BargeInDetector, BargeInSettings
+    from server.vad import get_confirmer
+
+    settings = BargeInSettings(frame_ms=30, threshold=15, window_size=24, lockout_seconds=0.5, grace_period_seconds=1.0,
+                               silero_min_samples_seconds=1.0)
+    journal = Journal("s", "p", "u")
+    detector = BargeInDetector(settings, get_confirmer("silero"), 16000)
+    detector.note = journal
+    detector.new_response()
+    detector.on_audio_sent(0.0, 20.0)
+    silence = bytes(960)
+    speech = BONDS[: 16000 * 3].tobytes()
+    frames = [silence] * 60 + [speech[i : i + 960] for i in range(0, len(speech) - 959, 960)]
+    # The frame VAD's say-so is given: "speech" from the first frame, so the window fills
+    # inside the lockout (held), then on silence the confirmer says no, then on real speech yes.
+    fired = None
+    for k, frame in enumerate(frames, 1):
+        fired = detector.feed(k * 0.03, frame, True)
+        if fired:
+            break
+    kinds = [e["type"] for e in journal.entries()]
+    assert kinds[0] == "detector.held" and journal.entries()[0]["lockout_end_t"] == pytest.approx(0.5)
+    assert "detector.rejected" in kinds and kinds[-1] == "detector.confirmed"
+    rejected = journal.events("detector.rejected")[0]
+    assert rejected["reason"] == "silero heard no speech" and rejected["t"] < 60 * 0.03 + 1e-9
+    assert fired is not None and journal.events("detector.confirmed")[0]["t"] == pytest.approx(fired.t)
+    assert kinds.count("detector.candidate") == kinds.count("detector.rejected") + 1

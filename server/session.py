@@ -165,9 +165,10 @@ class Session:
         if self.detector is not None:
             self.detector.note = journal
 
-    def _note(self, type: str, **data: Any) -> None:
+    def _note(self, type: str, at: float | None = None, **data: Any) -> None:
+        """Note a decision made at ``at`` (default: the time of the input being handled)."""
         if self.journal is not None:
-            self.journal(self._t, type, **data)
+            self.journal(self._t if at is None else at, type, **data)
 
     # -- public API ---------------------------------------------------------
 
@@ -427,6 +428,7 @@ class Session:
         target = resp if resp is not None and resp.status == "generating" else self._last_response
         self._note(
             "interrupt",
+            at=t,  # the firing frame's time, as the detector's decisions
             response_id=None if target is None else target.id,
             onset_t=round(fire.onset_t, 6),
             latency_ms=round((t - fire.onset_t) * 1000, 3),

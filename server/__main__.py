@@ -30,6 +30,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="accept only this API key (repeatable); default: any non-empty key")
     parser.add_argument("--max-sessions", type=int, default=200, help="concurrent realtime sessions allowed (default: 200)")
     parser.add_argument("--brain", default=None, help="agent brain: scripted (default) or openai (needs REFINERY_LLM_URL)")
+    parser.add_argument("--no-admin", dest="admin", action="store_false",
+                        help="leave out the admin API (/_admin: session journals, faults, reset)")
+    parser.add_argument("--admin-remote", action="store_true",
+                        help="let the admin API answer clients other than 127.0.0.1 (it shows all traffic and can reset the server)")
+    parser.add_argument("--record", type=Path, default=None, metavar="DIR",
+                        help="save each session (mic audio as received, client events, config, journal) under DIR "
+                             "for `python -m simulator --replay DIR/<session>`")
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     return parser.parse_args(argv)
 
@@ -42,6 +49,9 @@ def main(argv: list[str] | None = None) -> int:
         api_keys=frozenset(args.api_keys) if args.api_keys else None,
         max_sessions=args.max_sessions,
         brain=args.brain,
+        admin=args.admin,
+        admin_remote=args.admin_remote,
+        record_dir=args.record,
     )
     app = create_app(settings)
     sock = socket.socket(socket.AF_INET6 if ":" in args.host else socket.AF_INET, socket.SOCK_STREAM)

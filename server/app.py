@@ -15,9 +15,12 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route, WebSocketRoute
 
 from server import __version__
+from server.admin import admin_routes
 from server.config import ConfigError, ConfigIssue, load_project_config
 from server.engines import engine_name_issues
+from server.faults import FaultStore
 from server.history import HistoryStore
+from server.journal import JournalStore
 from server.projects import NAME_RE, ProjectStore, UnknownProject
 from server.realtime import RealtimeEndpoint, SessionRegistry
 
@@ -36,6 +39,13 @@ class ServerSettings:
     brain: str | None = None
     ping_interval_s: float = 10.0
     extra: dict[str, Any] = field(default_factory=dict)
+    #: The admin API (server/admin.py): journals, faults, reset; loopback only unless admin_remote.
+    admin: bool = True
+    admin_remote: bool = False
+    #: ``asr_engine`` / ``tts_engine`` for configs that name none (server.engines.build_engines).
+    engine_overrides: dict[str, str] = field(default_factory=dict)
+    #: Record every session here for replay (server/recording.py); None: no recording.
+    record_dir: Path | None = None
 
 
 def _problem(status: int, code: str, message: str, **extra: Any) -> JSONResponse:
@@ -162,7 +172,9 @@ def create_app(settings: ServerSettings) -> Starlette:
             return _problem(404, "unknown_session", f"no live session {request.path_params['session_id']!r}")
         return JSONResponse(info)
 
-    realtime = RealtimeEndpoint(settings, projects, histories, registry, check_key)
+    journals = JournalStore()
+    faults = FaultStore()
+    realtime = RealtimeEndpoint(settings, projects, histories, registry, check_key, journals, faults)
     routes = [
         Route("/authentication/validate", validate_key, methods=["POST"]),
         Route("/distiller/create", create_project, methods=["POST"]),
@@ -173,7 +185,11 @@ def create_app(settings: ServerSettings) -> Starlette:
         Route("/sessions/{session_id}", get_session, methods=["GET"]),
         WebSocketRoute("/distiller/realtime/{account}/{project}/{uuid}", realtime),
     ]
+    if settings.admin:
+        routes += admin_routes(journals, faults, settings.data_dir, remote=settings.admin_remote, close_sessions=realtime.close_all)
     app = Starlette(routes=routes)
     app.state.settings = settings
     app.state.registry = registry
+    app.state.journals = journals
+    app.state.faults = faults
     return app

@@ -24,7 +24,7 @@ from __future__ import annotations
 import math
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Callable, Protocol
 
 from server.vad import SpeechConfirmer, VadError, frame_bytes
 
@@ -323,6 +323,11 @@ class BargeInDetector:
         self.timeline = PlaybackTimeline(settings.lockout_seconds, settings.grace_period_seconds)
         self.timeline.close()
         self.stats = BargeInStats()
+        #: Decision sink (ours): called ``note(t, type, **data)`` for each
+        #: ``detector.held`` / ``.candidate`` / ``.rejected`` / ``.confirmed``
+        #: (a :class:`server.journal.Journal`); a plain call, no I/O.
+        self.note: Callable[..., None] | None = None
+        self._held = False
         self._ring: deque[tuple[float, bool]] = deque(maxlen=settings.window_size)
         self._speech_in_ring = 0
         lookback_frames = math.ceil(settings.onset_lookback_ms / settings.frame_ms - EPS)
@@ -398,15 +403,26 @@ class BargeInDetector:
         self._ring.append((t, bool(is_speech)))
         self._history.append((t, bool(is_speech)))
         self._speech_in_ring += bool(is_speech)
-        if self._speech_in_ring < self.settings.threshold or not self.timeline.lockout_over(t):
+        if self._speech_in_ring < self.settings.threshold:
+            return None
+        if not self.timeline.lockout_over(t):
+            if self.note is not None and not self._held:
+                self.note(t, "detector.held", reason="lockout", speech_frames=self._speech_in_ring,
+                          lockout_end_t=self.timeline.lockout_end())
+            self._held = True
             return None
 
         self.stats.candidates += 1
+        if self.note is not None:
+            self.note(t, "detector.candidate", speech_frames=self._speech_in_ring)
         if self.confirmer is not None:
             recent = self._recent_audio(round(self.confirm_audio_s * self.sample_rate), near_end_only=True)
             if not self.confirmer.has_speech(recent, self.sample_rate):
                 self.stats.dropped += 1
                 self.stats.drop_times.append(t)
+                if self.note is not None:
+                    self.note(t, "detector.rejected", reason=f"{self.confirmer.name} heard no speech",
+                              confirm_audio_s=self.confirm_audio_s)
                 self._clear_ring()
                 return None
 
@@ -427,6 +443,9 @@ class BargeInDetector:
             confirmed_by=None if self.confirmer is None else self.confirmer.name,
         )
         self.stats.fired += 1
+        if self.note is not None:
+            self.note(t, "detector.confirmed", onset_t=round(onset, 6), confirmed_by=hit.confirmed_by,
+                      speech_frames=hit.speech_frames)
         self.timeline.mark_interrupted(t)
         self._clear_ring()
         return hit
@@ -434,6 +453,7 @@ class BargeInDetector:
     # -- internals --
 
     def _clear_ring(self) -> None:
+        self._held = False
         self._ring.clear()
         self._history.clear()
         self._speech_in_ring = 0

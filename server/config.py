@@ -33,6 +33,7 @@ __all__ = [
     "ConfigError",
     "ConfigIssue",
     "EffectiveSpeech",
+    "FaultsConfig",
     "FlowStep",
     "LoadedConfig",
     "MemoryConfig",
@@ -306,6 +307,70 @@ class MemoryConfig(_Model):
     save_config: SaveConfig = SaveConfig()
 
 
+class EngineFaults(_Model):
+    """``faults.asr`` / ``faults.agent`` / ``faults.tts`` (ours): an engine made slow or failing."""
+
+    #: Added to every call (ms).
+    latency_ms: float = Field(0.0, ge=0)
+    #: Uniform extra delay in [0, jitter_ms] per call, drawn from the seeded generator.
+    jitter_ms: float = Field(0.0, ge=0)
+    #: 1-based call numbers (per session and engine) that fail.
+    fail_on_call: list[int] = Field(default_factory=list)
+    #: Each call fails with this probability (seeded).
+    fail_probability: float = Field(0.0, ge=0, le=1)
+
+    @field_validator("fail_on_call", mode="before")
+    @classmethod
+    def _one_call_is_a_list(cls, value: Any) -> Any:
+        return [value] if isinstance(value, int) else ([] if value is None else value)
+
+
+class AudioStallFault(_Model):
+    """``faults.audio_stall`` (ours): response audio stops flowing mid-answer.
+
+    Once ``after_ms`` of a response's audio went out, the server holds the
+    rest of that response for ``stall_ms`` (real time), then sends it on.
+    """
+
+    after_ms: float = Field(0.0, ge=0)
+    stall_ms: float = Field(ge=0)
+
+
+class EventFault(_Model):
+    """``faults.drop_events`` / ``faults.duplicate_events`` (ours): outgoing events lost or sent twice."""
+
+    #: Event types affected (globs such as ``response.text.*``); empty: every event but ``session.created``.
+    types: list[str] = Field(default_factory=list)
+    #: Each matching event is affected with this probability (seeded).
+    probability: float = Field(1.0, ge=0, le=1)
+    #: At most this many events per session (None: no limit).
+    count: int | None = Field(None, ge=1)
+
+
+class CloseFault(_Model):
+    """``faults.close`` (ours): the server closes the socket mid-response."""
+
+    #: Close once this much response audio (ms, all responses of the session) went out.
+    after_audio_ms: float = Field(0.0, ge=0)
+    #: WebSocket close code sent (1000..4999).
+    code: int = Field(1011, ge=1000, le=4999)
+    reason: str = "fault injected by refinery-mock"
+
+
+class FaultsConfig(_Model):
+    """``faults`` (ours): faults injected into every session of the project
+    (see ``docs/testing.md``). Seeded: the same seed and inputs give the same faults."""
+
+    seed: int = 0
+    asr: EngineFaults | None = None
+    agent: EngineFaults | None = None
+    tts: EngineFaults | None = None
+    audio_stall: AudioStallFault | None = None
+    drop_events: EventFault | None = None
+    duplicate_events: EventFault | None = None
+    close: CloseFault | None = None
+
+
 @dataclass(frozen=True)
 class EffectiveSpeech:
     """The speech settings an agent actually uses, after inheritance.
@@ -331,6 +396,8 @@ class ProjectConfig(_Model):
     utility_agents: list[UtilityAgent] = Field(default_factory=list)
     super_agents: list[SuperAgent] = Field(default_factory=list)
     audio_config: AudioConfig
+    #: ours: fault injection for tests (server/faults.py).
+    faults: FaultsConfig | None = None
 
     @field_validator("utility_agents", "super_agents", mode="before")
     @classmethod

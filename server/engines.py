@@ -78,11 +78,17 @@ class EngineSet:
             self.confirmer.has_speech(speech, rate)
 
 
-def build_engines(config: ProjectConfig, *, brain: str | None = None) -> EngineSet:
+def build_engines(config: ProjectConfig, *, brain: str | None = None, asr_engine: str | None = None,
+                  tts_engine: str | None = None) -> EngineSet:
     """Resolve every engine the config names. Raises ``ValueError`` naming the
-    field and the fix when a choice cannot be honoured."""
+    field and the fix when a choice cannot be honoured.
+
+    ``asr_engine`` / ``tts_engine``: the server's choice (the pytest plugin's
+    ``--refinery-asr-engine``), used where the config names no engine, before
+    ``$REFINERY_ASR_ENGINE`` / ``$REFINERY_TTS_ENGINE``.
+    """
     audio = config.audio_config
-    asr_name = asr.engine_for_model(audio.asr.model, audio.asr.engine or os.environ.get("REFINERY_ASR_ENGINE"))
+    asr_name = asr.engine_for_model(audio.asr.model, audio.asr.engine or asr_engine or os.environ.get("REFINERY_ASR_ENGINE"))
     asr_options = {"model_path": audio.asr.model_path} if audio.asr.model_path else {}
     asr_engine = asr.get_asr_engine(asr_name, **asr_options)
     settings = config.barge_in
@@ -99,7 +105,7 @@ def build_engines(config: ProjectConfig, *, brain: str | None = None) -> EngineS
         confirmer=confirmer,
         confirmer_name=confirmer_name if confirmer else None,
         turn_gate_name=os.environ.get("REFINERY_TURN_GATE", "auto"),
-        tts_override=audio.tts.engine or os.environ.get("REFINERY_TTS_ENGINE"),
+        tts_override=audio.tts.engine or tts_engine or os.environ.get("REFINERY_TTS_ENGINE"),
     )
     names = [a.agent_name for a in config.utility_agents] + [a.agent_name for a in config.super_agents]
     for name in names:

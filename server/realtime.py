@@ -22,7 +22,10 @@ from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 from server import protocol as proto
 from server.config import load_project_config
 from server.engines import build_engines
+from server.faults import FaultPlan, FaultStore, JobFault
 from server.history import ConversationHistory, HistoryStore
+from server.journal import Journal, JournalStore
+from server.recording import SessionRecorder
 from server.projects import NAME_RE, ProjectStore, UnknownProject
 from server.session import PersistHistory, Send, Session, StartJob
 from server.work import Job, run_job
@@ -80,12 +83,16 @@ async def _deny(websocket: WebSocket, status: int, code: str, message: str) -> N
 class RealtimeEndpoint:
     """ASGI endpoint of ``/distiller/realtime/{account}/{project}/{uuid}``."""
 
-    def __init__(self, settings, projects: ProjectStore, histories: HistoryStore, registry: SessionRegistry, check_key: Callable) -> None:
+    def __init__(self, settings, projects: ProjectStore, histories: HistoryStore, registry: SessionRegistry, check_key: Callable,
+                 journals: JournalStore | None = None, faults: FaultStore | None = None) -> None:
         self.settings = settings
+        self.journals = journals
+        self.faults = faults
         self.projects = projects
         self.histories = histories
         self.registry = registry
         self.check_key = check_key
+        self.connections: set[SessionConnection] = set()  # live ones, for close_all
 
     async def __call__(self, scope, receive, send) -> None:
         websocket = WebSocket(scope, receive, send)
@@ -120,17 +127,47 @@ class RealtimeEndpoint:
             await websocket.send_text(json.dumps(proto.error("too_many_sessions", "server is at its session limit")))
             await websocket.close(code=1008)
             return
+        journal = plan = None
+        if self.journals is not None:
+            journal = self.journals.open(session.session_id, session.project, session.uuid,
+                                         input_rate=session.sample_rate, output_rate=session.output_rate)
+            session.attach_journal(journal)
+        if self.faults is not None:
+            plan = self.faults.plan_for(session.project, session.config.faults, journal, output_rate=session.output_rate)
+        record_dir = getattr(self.settings, "record_dir", None)
+        recorder = None if record_dir is None else SessionRecorder(
+            record_dir, session_id=session.session_id, project=stored.name, project_version=stored.version,
+            uuid=uuid, config=stored.config, sample_rate=session.sample_rate)
+        connection = SessionConnection(websocket, session, self.histories, self.settings.ping_interval_s,
+                                       journal=journal, faults=plan, recorder=recorder)
+        self.connections.add(connection)
         try:
-            await SessionConnection(websocket, session, self.histories, self.settings.ping_interval_s).run()
+            await connection.run()
         finally:
+            self.connections.discard(connection)
             self.registry.remove(session.session_id)
+            if journal is not None:
+                self.journals.end(journal)
+            if recorder is not None:
+                recorder.close(journal)
+
+    async def close_all(self, code: int = 1001, reason: str = "refinery-mock reset") -> int:
+        """Close every live session's socket (the admin reset); returns how many."""
+        live = list(self.connections)
+        for connection in live:
+            if connection.ws.client_state == WebSocketState.CONNECTED:
+                try:
+                    await connection.ws.close(code=code, reason=reason)
+                except RuntimeError:  # the client left at the same moment
+                    pass
+        return len(live)
 
     def _open_session(self, stored, uuid: str) -> Session:
         config = load_project_config(stored.config).config
         history = None
         if config.memory_config.save_config.auto_load:
             history = self.histories.load(stored.name, uuid)
-        engines = build_engines(config, brain=self.settings.brain)
+        engines = build_engines(config, brain=self.settings.brain, **getattr(self.settings, "engine_overrides", {}))
         return Session(
             config, engines, session_id=f"sess_{next(_session_ids)}", project=stored.name, uuid=uuid, history=history
         )
@@ -140,9 +177,13 @@ class SessionConnection:
     """Runs one session over one accepted WebSocket until either side leaves."""
 
     def __init__(
-        self, websocket: WebSocket, session: Session, histories: HistoryStore, ping_interval_s: float = PING_INTERVAL_S
+        self, websocket: WebSocket, session: Session, histories: HistoryStore, ping_interval_s: float = PING_INTERVAL_S,
+        *, journal: Journal | None = None, faults: FaultPlan | None = None, recorder: SessionRecorder | None = None,
     ) -> None:
         self.ws = websocket
+        self.journal = journal
+        self.faults = faults
+        self.recorder = recorder
         self.ping_interval_s = ping_interval_s
         self.session = session
         self.histories = histories
@@ -184,11 +225,19 @@ class SessionConnection:
 
     async def _run_job(self, job: Job) -> None:
         loop = asyncio.get_running_loop()
+        started = self.now()
+        fault = self.faults.for_job(started, job.kind) if self.faults is not None else JobFault()
         if job.kind == "transcribe":
             async with self.asr_lock:
-                result = await loop.run_in_executor(_POOL, run_job, job)
+                result = await loop.run_in_executor(_POOL, run_job, job, fault.fail)
+                await asyncio.sleep(fault.delay_s)
         else:
-            result = await loop.run_in_executor(_POOL, run_job, job)
+            result = await loop.run_in_executor(_POOL, run_job, job, fault.fail)
+            await asyncio.sleep(fault.delay_s)
+        if self.journal is not None:
+            # Real engine time (queueing included): what a replay uses as this job's latency.
+            self.journal.record(self.now(), "job", kind=job.kind, job_id=job.job_id, started_t=round(started, 6),
+                                ms=round((self.now() - started) * 1000, 3))
         if not self.closed:
             self.dispatch(self.session.job_done(self.now(), result))
 
@@ -197,7 +246,31 @@ class SessionConnection:
             event = await self.outbox.get()
             if event is None:
                 return
-            await self.ws.send_text(json.dumps(event, separators=(",", ":")))
+            if self.faults is not None:
+                if await self._fault_before_send(event):
+                    return
+                copies = self.faults.on_send(self.now(), event)
+            else:
+                copies = [event]
+            for copy in copies:
+                if self.journal is not None:
+                    self.journal.sent(self.now(), copy)
+                await self.ws.send_text(json.dumps(copy, separators=(",", ":")))
+                if self.faults is not None:
+                    self.faults.sent(copy)
+
+    async def _fault_before_send(self, event: dict[str, Any]) -> bool:
+        """Apply a stall or a close due before ``event``; True when the socket was closed."""
+        assert self.faults is not None
+        close = self.faults.close_before(self.now(), event)
+        if close is not None:
+            try:
+                await self.ws.close(code=close[0], reason=close[1][:120])
+            except RuntimeError:  # the client already left
+                pass
+            return True
+        await asyncio.sleep(self.faults.stall_before(self.now(), event))
+        return False
 
     async def _timers(self) -> None:
         while True:
@@ -222,7 +295,13 @@ class SessionConnection:
             data = message.get("text")
             if data is None:
                 data = message.get("bytes") or b""
-            self.dispatch(self.session.receive(self.now(), proto.parse_client_message(data)))
+            msg = proto.parse_client_message(data)
+            t = self.now()
+            if self.journal is not None:
+                self.journal.received_message(t, msg)
+            if self.recorder is not None:
+                self.recorder.received(t, msg)
+            self.dispatch(self.session.receive(t, msg))
 
     async def run(self) -> None:
         self.dispatch(self.session.start(self.now()))

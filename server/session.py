@@ -12,7 +12,7 @@ from __future__ import annotations
 import itertools
 import logging
 from dataclasses import dataclass, field
-from typing import Any, Union
+from typing import Any, Callable, Union
 
 from server import protocol as proto
 from server.agents.brain import AgentRequest, PriorTurn
@@ -177,6 +177,21 @@ class Session:
         #: Partial transcripts (``response.audio_transcript.delta``); the
         #: simulator's fast mode turns them off: they cost a decode each.
         self.partial_transcripts = True
+        #: Decision sink set by the driver (a :class:`server.journal.Journal`):
+        #: called ``journal(t, type, **data)``; a plain append, no I/O.
+        self.journal: Callable[..., None] | None = None
+        self._t = 0.0  # time of the input being handled, for decisions noted deep inside
+
+    def attach_journal(self, journal: Callable[..., None]) -> None:
+        """Note this session's decisions (and its detector's) in ``journal``."""
+        self.journal = journal
+        if self.detector is not None:
+            self.detector.note = journal
+
+    def _note(self, type: str, at: float | None = None, **data: Any) -> None:
+        """Note a decision made at ``at`` (default: the time of the input being handled)."""
+        if self.journal is not None:
+            self.journal(self._t if at is None else at, type, **data)
 
     # -- public API ---------------------------------------------------------
 
@@ -222,6 +237,7 @@ class Session:
 
     def receive(self, t: float, msg: proto.ClientMessage | proto.BadFrame) -> list[Output]:
         """Handle one client message received at ``t``."""
+        self._t = t
         out: list[Output] = []
         if isinstance(msg, proto.BadFrame):
             self.counters["bad_frames"] += 1
@@ -229,6 +245,7 @@ class Session:
         elif isinstance(msg, proto.AudioAppend):
             self._on_audio(t, msg.pcm, out)
         elif isinstance(msg, proto.TextInput):
+            self._note("turn", source="text", text=msg.text)
             self._add_user_turn(msg.text, out)
             self._start_response(t, msg.text, out)
         elif isinstance(msg, proto.PlaybackStarted):
@@ -249,6 +266,7 @@ class Session:
 
     def job_done(self, t: float, result: JobResult) -> list[Output]:
         """Handle the result of a job this session started."""
+        self._t = t
         out: list[Output] = []
         purpose = self._jobs.pop(result.job_id, None)
         if purpose is None:
@@ -271,6 +289,7 @@ class Session:
 
     def tick(self, t: float) -> list[Output]:
         """Run timers due at ``t``."""
+        self._t = t
         out: list[Output] = []
         resp = self._response
         if resp is not None and resp.close_deadline is not None and t >= resp.close_deadline:
@@ -461,6 +480,7 @@ class Session:
             if not utt.text:
                 log.info("session %s: utterance %s had no recognisable words; no response", self.session_id, utt.id)
                 continue
+            self._note("turn", source="speech", utterance_id=utt.id, text=utt.text)
             out.append(Send(proto.transcript_done(utt.text, item_id=utt.id)))
             self._unanswered.append(utt.text)
         self._maybe_answer(t, out)
@@ -486,6 +506,7 @@ class Session:
         turns = self.history.turns
         if turns and turns[-1].role == "user" and turns[-1].text == resp.query:
             turns.pop()  # added again as part of the merged turn
+            self._note("history", action="remove", index=len(turns), reason="answer withdrawn: the user talked on")
         self._unanswered.insert(0, resp.query)
 
     def _drop_utterance(self) -> None:
@@ -503,6 +524,18 @@ class Session:
         audio_end_ms = fire.audio_end_ms
         resp = self._response
         self.counters["interrupts"] += 1
+        target = resp if resp is not None and resp.status == "generating" else self._last_response
+        self._note(
+            "interrupt",
+            at=t,  # the firing frame's time, as the detector's decisions
+            response_id=None if target is None else target.id,
+            onset_t=round(fire.onset_t, 6),
+            latency_ms=round((t - fire.onset_t) * 1000, 3),
+            floor_ms=round(self._interrupt_floor_s(fire.onset_t) * 1000, 3),
+            audio_end_ms=audio_end_ms,
+            confirmed_by=fire.confirmed_by,
+            speech_frames=fire.speech_frames,
+        )
         if resp is not None and resp.status == "generating":
             out.append(Send(proto.response_interrupted(resp.id, audio_end_ms)))
             resp.status = "interrupted"
@@ -527,10 +560,19 @@ class Session:
         self.turn_gate.reset()
         self.turns.begin_with(fire.onset_t, fire.audio, fire.audio_start_t)
 
+    def _interrupt_floor_s(self, onset_t: float) -> float:
+        """The window rule's earliest firing after ``onset_t`` for speech that
+        is continuous from it: ``threshold`` frames, or the lockout's end if later."""
+        assert self.detector is not None
+        first = onset_t + self.detector.settings.threshold * self.frame_s
+        lockout_end = self.playback.lockout_end()
+        return max(first, lockout_end if lockout_end is not None else first) - onset_t
+
     # -- responses ----------------------------------------------------------
 
     def _add_user_turn(self, text: str, out: list[Output]) -> None:
         self.history.add(PriorTurn("user", text))
+        self._note("history", action="add", index=len(self.history.turns) - 1, turns=[_turn_json(self.history.turns[-1])])
         self._persist(out)
 
     def _persist(self, out: list[Output]) -> None:
@@ -712,5 +754,11 @@ class Session:
         if self.history.turns[place] == turns:
             return
         self.history.turns[place] = turns
+        self._note("history", action="replace", response_id=resp.id, index=resp.history_index,
+                   replaced=resp.history_len, turns=[_turn_json(turn) for turn in turns])
         resp.history_len = len(turns)
         self._persist(out)
+
+
+def _turn_json(turn: PriorTurn) -> dict[str, Any]:
+    return {"role": turn.role, "text": turn.text, "agent": turn.agent, "interrupted": turn.interrupted}

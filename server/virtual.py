@@ -16,7 +16,9 @@ from dataclasses import dataclass
 from server import protocol as proto
 from server.config import ProjectConfig
 from server.engines import build_engines
+from server.faults import FaultPlan, JobFault
 from server.history import ConversationHistory
+from server.journal import Journal
 from server.session import PersistHistory, Send, Session, StartJob
 from server.work import Job, JobResult, run_job
 
@@ -52,9 +54,18 @@ class TimedEvent:
 class VirtualSession:
     """A session whose clock only moves when :meth:`deliver` / :meth:`advance` say so."""
 
-    def __init__(self, session: Session, latency: JobLatency | None = None) -> None:
+    def __init__(self, session: Session, latency: JobLatency | None = None, *, journal: Journal | None = None) -> None:
         self.session = session
         self.latency = latency or JobLatency()
+        #: What happened, on the virtual clock (server/journal.py).
+        self.journal = journal or Journal(session.session_id, session.project, session.uuid,
+                                          input_rate=session.sample_rate, output_rate=session.output_rate)
+        session.attach_journal(self.journal)
+        #: The config's ``faults`` block: engine latency and failures, dropped and
+        #: duplicated events. Stalls and closes are about delivery over a socket:
+        #: the virtual driver has none, so it ignores them.
+        faults = session.config.faults
+        self.faults = None if faults is None else FaultPlan(faults, self.journal, output_rate=session.output_rate)
         self.now = 0.0
         self.events: list[TimedEvent] = []
         self.saved_history: ConversationHistory | None = None
@@ -67,12 +78,16 @@ class VirtualSession:
         emitted = []
         for out in outputs:
             if isinstance(out, Send):
-                emitted.append(TimedEvent(t, out.event))
+                for event in self.faults.on_send(t, out.event) if self.faults is not None else [out.event]:
+                    self.journal.sent(t, event)
+                    emitted.append(TimedEvent(t, event))
             elif isinstance(out, StartJob):
                 if self.on_job_started is not None:
                     self.on_job_started(t, out.job)
-                result = run_job(out.job)
-                heapq.heappush(self._queue, (t + self.latency.of(out.job), next(self._seq), result))
+                fault = self.faults.for_job(t, out.job.kind) if self.faults is not None else JobFault()
+                result = run_job(out.job, fault.fail)
+                done = t + self.latency.of(out.job) + fault.delay_s
+                heapq.heappush(self._queue, (done, next(self._seq), result))
             elif isinstance(out, PersistHistory):
                 self.saved_history = ConversationHistory(list(out.history.turns))
         self.events.extend(emitted)
@@ -105,6 +120,7 @@ class VirtualSession:
     def deliver(self, t: float, msg: proto.ClientMessage | proto.BadFrame) -> list[TimedEvent]:
         """Advance to ``t``, then hand ``msg`` to the session at ``t``."""
         emitted = self.advance(t)
+        self.journal.received_message(t, msg)
         return emitted + self._absorb(t, self.session.receive(t, msg))
 
     def next_due(self) -> float | None:

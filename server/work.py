@@ -102,8 +102,14 @@ class TranscribeJob:
 Job = Union[AgentJob, SpeechJob, TranscribeJob]
 
 
-def run_job(job: Job) -> JobResult:
-    """Run a job, turning an engine exception into :class:`JobFailed`."""
+def run_job(job: Job, fail: str | None = None) -> JobResult:
+    """Run a job, turning an engine exception into :class:`JobFailed`.
+
+    ``fail`` (fault injection, :mod:`server.faults`): do not run the engine,
+    fail with this reason instead.
+    """
+    if fail is not None:
+        return JobFailed(job.job_id, f"{job.kind} engine failed: {fail}")
     try:
         return job.run()
     except Exception as exc:  # an engine failure must reach the session, not kill the driver

@@ -23,6 +23,7 @@ examples:
   python -m simulator --wav fixtures/interrupt.wav --server http://127.0.0.1:8080
   python -m simulator --suite fixtures/scenarios --repeat 20 --assertions fixtures/assertions.yaml
   python -m simulator sweep --suite fixtures/scenarios --grid threshold=10:30:5 window_size=24,48 --repeat 5
+  python -m simulator --replay recordings/sess_3_demo_alice
 
 Writes out/<scenario>.json and out/<scenario>.png and prints a table; a suite or
 repeat run also writes out/report.html. Exit status: 0 all expectations (with
@@ -43,6 +44,9 @@ def build_parser() -> argparse.ArgumentParser:
     what.add_argument("--wav", type=Path, help="a WAV to stream as the microphone (its JSON sidecar marks the speech)")
     what.add_argument("--scenario", type=Path, help="a scenario YAML file")
     what.add_argument("--suite", type=Path, help="a directory of scenario YAML files; exits 1 if any expectation fails")
+    what.add_argument("--replay", type=Path, metavar="DIR",
+                      help="a session recorded with `python -m server --record`: rerun it on the virtual clock; "
+                           "exits 1 if its decisions differ from the recorded ones")
     clock = p.add_mutually_exclusive_group()
     clock.add_argument("--fast", action="store_true", help="in-process session on a virtual clock (default; deterministic)")
     clock.add_argument("--server", metavar="URL", help="real time over WebSocket against a running server, e.g. http://127.0.0.1:8080")
@@ -185,6 +189,10 @@ def main(argv: list[str] | None = None) -> int:
 
         return sweep_main(argv[1:])
     args = build_parser().parse_args(argv)
+    if args.replay is not None:
+        from simulator import replay
+
+        return replay.main(args.replay)
     problem = check_take_options(args)
     if problem is None and args.assertions is not None and args.repeat is None:
         problem = "--assertions bound pooled figures: add --repeat N"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import socket
 import sys
@@ -11,7 +10,7 @@ from pathlib import Path
 
 import uvicorn
 
-from server import LISTENING_PREFIX
+from server import LISTENING_PREFIX, logcontext
 from server.app import ServerSettings, create_app
 from server.protocol import MAX_CLIENT_FRAME_BYTES
 
@@ -36,7 +35,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logcontext.install(args.log_level)
     settings = ServerSettings(
         data_dir=args.data_dir,
         api_keys=frozenset(args.api_keys) if args.api_keys else None,

@@ -9,6 +9,7 @@ threads and sends what the session returns, in order, from one sender task.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import itertools
 import json
 import logging
@@ -19,6 +20,7 @@ from typing import Any, Callable
 from starlette.responses import JSONResponse
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
+from server import logcontext, metrics
 from server import protocol as proto
 from server.config import load_project_config
 from server.engines import build_engines
@@ -153,6 +155,9 @@ class SessionConnection:
         self.tasks: set[asyncio.Task] = set()
         self.saves: list[asyncio.Task] = []
         self.closed = False
+        metrics.watch_send_queue(self.outbox)
+        self.input_lag = metrics.InputLag()
+        self.reporter = metrics.SessionReporter()
 
     def now(self) -> float:
         return time.monotonic() - self.t0
@@ -162,12 +167,14 @@ class SessionConnection:
         for out in outputs:
             if isinstance(out, Send):
                 self.outbox.put_nowait(out.event)
+                metrics.SessionReporter.on_event(out.event)
             elif isinstance(out, StartJob):
                 self._spawn(self._run_job(out.job))
             elif isinstance(out, PersistHistory):
                 # Saves are awaited, never cancelled, on close: history must not be lost.
                 previous = self.saves[-1] if self.saves else None
                 self.saves.append(asyncio.get_running_loop().create_task(self._save(out.history, previous)))
+        self.reporter.update(self.session)
         self.wake.set()
 
     async def _save(self, history: ConversationHistory, previous: asyncio.Task | None) -> None:
@@ -184,11 +191,15 @@ class SessionConnection:
 
     async def _run_job(self, job: Job) -> None:
         loop = asyncio.get_running_loop()
-        if job.kind == "transcribe":
-            async with self.asr_lock:
-                result = await loop.run_in_executor(_POOL, run_job, job)
-        else:
-            result = await loop.run_in_executor(_POOL, run_job, job)
+        timed = metrics.TimedJob(run_job, job, time.monotonic)
+        try:
+            if job.kind == "transcribe":
+                async with self.asr_lock:
+                    result = await loop.run_in_executor(_POOL, contextvars.copy_context().run, timed)
+            else:
+                result = await loop.run_in_executor(_POOL, contextvars.copy_context().run, timed)
+        finally:
+            timed.abandon()
         if not self.closed:
             self.dispatch(self.session.job_done(self.now(), result))
 
@@ -222,9 +233,18 @@ class SessionConnection:
             data = message.get("text")
             if data is None:
                 data = message.get("bytes") or b""
-            self.dispatch(self.session.receive(self.now(), proto.parse_client_message(data)))
+            msg = proto.parse_client_message(data)
+            if isinstance(msg, proto.AudioAppend):
+                metrics.INPUT_LAG.observe(self.input_lag.push(self.now(), len(msg.pcm) // 2))
+            self.dispatch(self.session.receive(self.now(), msg))
 
     async def run(self) -> None:
+        with logcontext.session_context(self.session.session_id):
+            await self._run()
+
+    async def _run(self) -> None:
+        metrics.SESSIONS.inc()
+        metrics.SESSIONS_ACTIVE.inc()
         self.dispatch(self.session.start(self.now()))
         workers = [asyncio.create_task(c) for c in (self._sender(), self._timers(), self._pinger())]
         try:
@@ -241,6 +261,7 @@ class SessionConnection:
                     pass
         finally:
             self.closed = True
+            metrics.SESSIONS_ACTIVE.dec()
             self.session.close()
             for task in [*workers, *self.tasks]:
                 task.cancel()

@@ -331,7 +331,10 @@ class Session:
         if self.echo_gate is None or not self.far_end.levels:
             return True
         position = self.playback.played_s(t) if self.playback.playback_start_t is not None else None
-        return self.echo_gate.near_end_possible(level_dbfs(frame), self.far_end, position)
+        possible = self.echo_gate.near_end_possible(level_dbfs(frame), self.far_end, position)
+        if not possible:
+            self.counters["echo_gated_frames"] = self.counters.get("echo_gated_frames", 0) + 1
+        return possible
 
     def _on_turn_event(self, t: float, event: Any, out: list[Output]) -> None:
         if isinstance(event, SpeechStarted):
@@ -405,8 +408,9 @@ class Session:
         audio_end_ms = fire.audio_end_ms
         resp = self._response
         self.counters["interrupts"] += 1
+        decision = {"decision_latency_ms": fire.decision_ms, "decision_floor_ms": fire.floor_ms}
         if resp is not None and resp.status == "generating":
-            out.append(Send(proto.response_interrupted(resp.id, audio_end_ms)))
+            out.append(Send(proto.response_interrupted(resp.id, audio_end_ms, **decision)))
             resp.status = "interrupted"
             resp.interrupted_at_ms = audio_end_ms
             resp.close_deadline = t + CANCEL_TIMEOUT_S
@@ -417,7 +421,7 @@ class Session:
         elif self._last_response is not None:
             # All audio was already sent; the client is still playing it.
             last = self._last_response
-            out.append(Send(proto.response_interrupted(last.id, audio_end_ms)))
+            out.append(Send(proto.response_interrupted(last.id, audio_end_ms, **decision)))
             self._settle_heard(last, audio_end_ms / 1000, out)
         # The speech that fired starts the user's next turn, from prefix padding before its onset.
         self._drop_utterance()

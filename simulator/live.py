@@ -13,11 +13,14 @@ import asyncio
 import json
 import re
 import uuid as uuidlib
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
 
+from server.metrics import InputLag
 from server.protocol import encode_client_message
+from simulator.client import SimClient
 from simulator.run import RunResult, client_for, vad_params, warning_texts
 from simulator.scenario import Scenario
 
@@ -38,7 +41,8 @@ def _project_name(name: str) -> str:
     return "sim_" + re.sub(r"[^A-Za-z0-9_-]", "_", name)
 
 
-async def _setup(base: str, api_key: str, project: str, raw_config: object) -> str:
+async def setup_project(base: str, api_key: str, project: str, raw_config: object) -> str:
+    """Validate the key and create ``project`` from ``raw_config``; returns the account id (protocol.md 1)."""
     import httpx
 
     async with httpx.AsyncClient(base_url=base, headers=_headers(api_key), timeout=60.0) as http:
@@ -52,20 +56,38 @@ async def _setup(base: str, api_key: str, project: str, raw_config: object) -> s
     return account
 
 
-async def _run(sc: Scenario, base: str, api_key: str) -> RunResult:
+@dataclass
+class StreamResult:
+    """How a live stream went: where it ended and how late the client itself sent.
+
+    ``send_lag_s``: for every chunk, how much later it went out than the
+    stream's least-delayed chunk (:class:`server.metrics.InputLag` on the
+    sending side; a slow ``session.created`` is not lag); a load generator
+    that falls behind real time shows it here, not as server lag.
+    """
+
+    end_s: float
+    send_lag_s: list[float] = field(default_factory=list)
+
+
+async def stream_client(
+    ws_url: str, api_key: str, client: SimClient, max_duration_s: float, *, compression: str | None = "deflate"
+) -> StreamResult:
+    """Play ``client`` against the realtime WebSocket at ``ws_url`` in real time until it finishes.
+
+    Sends one microphone chunk per ``client.chunk`` samples on the event loop's
+    clock while a receiver task feeds server events to the client. Raises
+    :class:`LiveError` on a server ``error`` event or a missing ``session.created``.
+    ``compression``: what the client offers, like ``websockets`` (the SDK's
+    default offers permessage-deflate; None offers nothing).
+    """
     from websockets.asyncio.client import connect
 
-    from server.config import load_project_config_file
-
-    cfg_path = Path(sc.config_path)
-    loaded = load_project_config_file(cfg_path)  # fail early, with the same message as the server
-    raw = yaml.safe_load(cfg_path.read_text(encoding="utf-8"))
-    project = _project_name(sc.name)
-    account = await _setup(base, api_key, project, raw)
-    ws_url = "ws" + base.removeprefix("http") + f"/distiller/realtime/{account}/{project}/{uuidlib.uuid4().hex[:12]}"
-    client = client_for(sc, loaded.config)
     loop = asyncio.get_running_loop()
-    async with connect(ws_url, additional_headers=_headers(api_key), max_size=None, ping_interval=None) as ws:
+    lags: list[float] = []
+    async with connect(
+        ws_url, additional_headers=_headers(api_key), max_size=None, ping_interval=None, compression=compression
+    ) as ws:
         t0 = loop.time()
 
         def now() -> float:
@@ -85,13 +107,15 @@ async def _run(sc: Scenario, base: str, api_key: str) -> RunResult:
 
         receiver = asyncio.create_task(receive())
         sr, chunk = client.sr, client.chunk
+        send_clock = InputLag(sr)
         t = 0.0
         k = 0
         try:
-            while t < sc.max_duration_s:
+            while t < max_duration_s:
                 k += 1
                 t = k * chunk / sr
                 await asyncio.sleep(max(0.0, t - now()))
+                lags.append(send_clock.push(now(), chunk))
                 if receiver.done():
                     receiver.result()  # re-raise what stopped it
                     break
@@ -105,13 +129,31 @@ async def _run(sc: Scenario, base: str, api_key: str) -> RunResult:
                 await receiver
             except (asyncio.CancelledError, Exception):  # noqa: BLE001 - closing; the run is over
                 pass
+    return StreamResult(end_s=t, send_lag_s=lags)
+
+
+def realtime_url(base: str, account: str, project: str) -> str:
+    """The realtime WebSocket URL of a new session of ``project`` (a fresh session uuid)."""
+    return "ws" + base.removeprefix("http") + f"/distiller/realtime/{account}/{project}/{uuidlib.uuid4().hex[:12]}"
+
+
+async def _run(sc: Scenario, base: str, api_key: str) -> RunResult:
+    from server.config import load_project_config_file
+
+    cfg_path = Path(sc.config_path)
+    loaded = load_project_config_file(cfg_path)  # fail early, with the same message as the server
+    raw = yaml.safe_load(cfg_path.read_text(encoding="utf-8"))
+    project = _project_name(sc.name)
+    account = await setup_project(base, api_key, project, raw)
+    client = client_for(sc, loaded.config)
+    streamed = await stream_client(realtime_url(base, account, project), api_key, client, sc.max_duration_s)
     return RunResult(
         scenario=sc,
         mode="live",
         config_path=cfg_path,
         client=client,
         vad=vad_params(loaded.config),
-        end_s=t,
+        end_s=streamed.end_s,
         trace=[],
         trace_source="client",
         config_warnings=warning_texts(loaded),

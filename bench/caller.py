@@ -14,7 +14,7 @@ from __future__ import annotations
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from simulator.audio import Clip, load_clip
 from simulator.client import SimClient
@@ -56,6 +56,7 @@ class CallFigures:
     bytes_after_interrupt: int = 0
     send_lag_p95_ms: float | None = None
     send_lag_max_ms: float | None = None
+    session_created_ms: float | None = None  # WebSocket open -> session.created
     wall_s: float = 0.0
 
     def as_dict(self) -> dict[str, Any]:
@@ -114,6 +115,8 @@ def figures_of(i: int, client: SimClient, vad: Any, send_lag_s: list[float], wal
     cut = next((x for x in m.interrupts if not x.false and x.utterance == 1), None)
     if cut is not None:
         fig.interrupt_latency_ms, fig.floor_ms, fig.overhead_ms = cut.latency_ms, cut.floor_ms, cut.overhead_ms
+    created = next((e for e in client.log if e.type == "session.created"), None)
+    fig.session_created_ms = None if created is None else created.t * 1000
     event = next((e for e in client.log if e.type == "response.interrupted"), None)
     if event is not None:
         fig.decision_latency_ms = event.fields.get("decision_latency_ms")
@@ -125,9 +128,13 @@ def figures_of(i: int, client: SimClient, vad: Any, send_lag_s: list[float], wal
     return fig
 
 
-async def call(i: int, ws_url: str, api_key: str, clips: dict[str, Clip], project: Any) -> CallFigures:
+async def call(
+    i: int, ws_url: str, api_key: str, clips: dict[str, Clip], project: Any,
+    on_event: Callable[[float, dict[str, Any]], None] | None = None,
+) -> CallFigures:
     """Run caller ``i`` against the realtime URL ``ws_url`` of a project whose
-    loaded config is ``project`` (:class:`server.config.ProjectConfig`).
+    loaded config is ``project`` (:class:`server.config.ProjectConfig`);
+    ``on_event(t_s, event)`` sees server events as they come.
     Never raises for a failed call: the figures say ``ok=False`` and why."""
     from simulator.run import vad_params
 
@@ -137,7 +144,7 @@ async def call(i: int, ws_url: str, api_key: str, clips: dict[str, Clip], projec
     )
     start = time.perf_counter()
     try:
-        streamed = await stream_client(ws_url, api_key, client, MAX_CALL_S)
+        streamed = await stream_client(ws_url, api_key, client, MAX_CALL_S, on_event=on_event)
     except (LiveError, OSError, Exception) as exc:  # noqa: BLE001 - a failed call is a figure, not a crash
         return CallFigures(caller=i, ok=False, error=f"{type(exc).__name__}: {exc}"[:300], wall_s=time.perf_counter() - start)
     return figures_of(i, client, vad_params(project), streamed.send_lag_s, time.perf_counter() - start)

@@ -15,6 +15,7 @@ import re
 import uuid as uuidlib
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Callable
 
 import yaml
 
@@ -71,7 +72,13 @@ class StreamResult:
 
 
 async def stream_client(
-    ws_url: str, api_key: str, client: SimClient, max_duration_s: float, *, compression: str | None = "deflate"
+    ws_url: str,
+    api_key: str,
+    client: SimClient,
+    max_duration_s: float,
+    *,
+    compression: str | None = "deflate",
+    on_event: Callable[[float, dict[str, Any]], None] | None = None,
 ) -> StreamResult:
     """Play ``client`` against the realtime WebSocket at ``ws_url`` in real time until it finishes.
 
@@ -79,7 +86,8 @@ async def stream_client(
     clock while a receiver task feeds server events to the client. Raises
     :class:`LiveError` on a server ``error`` event or a missing ``session.created``.
     ``compression``: what the client offers, like ``websockets`` (the SDK's
-    default offers permessage-deflate; None offers nothing).
+    default offers permessage-deflate; None offers nothing). ``on_event(t, event)``
+    sees every server event after the client did (``t``: seconds since the socket opened).
     """
     from websockets.asyncio.client import connect
 
@@ -97,11 +105,15 @@ async def stream_client(
         if first.get("type") != "session.created":
             raise LiveError(f"expected session.created first, got {str(first)[:300]}")
         client.on_event(now(), first)
+        if on_event is not None:
+            on_event(now(), first)
 
         async def receive() -> None:
             async for frame in ws:
                 event = json.loads(frame)
                 client.on_event(now(), event)
+                if on_event is not None:
+                    on_event(now(), event)
                 if event.get("type") == "error":
                     raise LiveError(f"server error: {event.get('error_detail')}")
 

@@ -138,6 +138,20 @@ class SessionReporter:
                 DECISION_OVERHEAD.observe(max(0.0, decision - floor) / 1000)
 
 
+_in_flight: dict[str, int] = {}
+_in_flight_lock = threading.Lock()
+
+
+def in_flight(kind: str) -> int:
+    """Engine jobs of ``kind`` submitted and not finished, process-wide (waiting or running)."""
+    return _in_flight.get(kind, 0)
+
+
+def _count(kind: str, step: int) -> None:
+    with _in_flight_lock:
+        _in_flight[kind] = _in_flight.get(kind, 0) + step
+
+
 class TimedJob:
     """An engine job to run in a pool, timed for ``JOB_WAIT`` / ``JOB_RUN`` and the queue gauges.
 
@@ -151,7 +165,9 @@ class TimedJob:
         self.submitted = clock()
         self.started = False
         self._lock = threading.Lock()  # the worker and the event loop may race on `started`
+        self._finished = False
         JOBS_QUEUED.inc()
+        _count(self.kind, +1)
 
     def _take(self) -> bool:
         with self._lock:
@@ -172,5 +188,9 @@ class TimedJob:
             JOB_RUN.labels(self.kind).observe(self.clock() - start)
 
     def abandon(self) -> None:
-        """The job will not run: take it off the queue gauge (idempotent)."""
+        """The job is over (ran, or will never run): take it off the gauges (idempotent)."""
         self._take()
+        with self._lock:
+            first, self._finished = not self._finished, True
+        if first:
+            _count(self.kind, -1)

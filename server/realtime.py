@@ -32,6 +32,10 @@ from server.work import Job, run_job
 log = logging.getLogger("refinery.realtime")
 
 PING_INTERVAL_S = 10.0
+#: Partial transcripts only while fewer decodes than this are in flight in the
+#: whole process: under load they would queue in front of final transcripts
+#: (voice-to-voice) for text nobody waits for. The final is never skipped.
+PARTIALS_MAX_DECODES_IN_FLIGHT = 1
 #: Engine work shares one pool: 2 cores gain nothing from more threads, and
 #: the session's audio path never waits on it.
 _POOL = ThreadPoolExecutor(max_workers=4, thread_name_prefix="refinery-engine")
@@ -236,6 +240,7 @@ class SessionConnection:
             msg = proto.parse_client_message(data)
             if isinstance(msg, proto.AudioAppend):
                 metrics.INPUT_LAG.observe(self.input_lag.push(self.now(), len(msg.pcm) // 2))
+                self.session.partial_transcripts = metrics.in_flight("transcribe") < PARTIALS_MAX_DECODES_IN_FLIGHT
             self.dispatch(self.session.receive(self.now(), msg))
 
     async def run(self) -> None:

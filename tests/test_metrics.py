@@ -102,3 +102,46 @@ def test_log_records_carry_the_session_id(caplog):
         caplog.handler.removeFilter(handler_filter)
     inside, outside = caplog.records
     assert inside.session_id == "sess_42" and outside.session_id == "-"
+
+
+def _transcribe_jobs(client) -> float:
+    return samples(client.get("/metrics").text).get(("refinery_engine_job_seconds_count", (("kind", "transcribe"),)), 0.0)
+
+
+def _ask_a_question(client, ws_name: str) -> str:
+    """Stream a spoken question and end-of-turn silence (faster than real time); returns the final transcript."""
+    from simulator.audio import read_wav
+
+    speech = (read_wav(ROOT / "fixtures/speech/question_stocks_joe.wav", 16000) * 32767).astype("<i2").tobytes()
+    audio = speech + bytes(2 * 16000 * 4)  # 4 s of silence: past the tutorial's 3.5 s end of turn
+    with client.websocket_connect(f"/distiller/realtime/acc/demo/{ws_name}", headers=AUTH) as ws:
+        assert json.loads(ws.receive_text())["type"] == "session.created"
+        for i in range(0, len(audio), 960):
+            ws.send_text(proto.encode_client_message(proto.AudioAppend(audio[i : i + 960])))
+        while True:
+            event = json.loads(ws.receive_text())
+            if event["type"] == "response.audio_transcript.done":
+                return event["text"]
+
+
+def test_partial_decodes_back_off_while_another_decode_is_in_flight(tmp_path):
+    """Partials are skipped while any decode is in flight; the final never is."""
+    from server import metrics
+
+    with TestClient(create_app(ServerSettings(data_dir=tmp_path))) as client:
+        assert client.post(
+            "/distiller/create", headers=AUTH, json={"project": "demo", "config": TUTORIAL, "sdk_version": "1.33.2"}
+        ).status_code == 201
+        before = _transcribe_jobs(client)
+        assert "stocks" in _ask_a_question(client, "free").lower()
+        unloaded = _transcribe_jobs(client) - before
+        # Another session's decode in flight (waiting for a worker) for the whole question.
+        busy = metrics.TimedJob(lambda job: None, type("Decode", (), {"kind": "transcribe"})(), lambda: 0.0)
+        try:
+            before = _transcribe_jobs(client)
+            assert "stocks" in _ask_a_question(client, "busy").lower()
+            loaded = _transcribe_jobs(client) - before
+        finally:
+            busy.abandon()
+    assert unloaded >= 2  # a partial and the final
+    assert loaded == 1  # the final alone

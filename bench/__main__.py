@@ -59,8 +59,8 @@ def _log(msg: str) -> None:
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
+    """Run the parts; ``args.out`` is rewritten after each one, so a part that fails keeps the others."""
     from bench import costs, simspeed
-    from bench.scale import run_scale
 
     parts = set(args.only or PARTS)
     start = time.monotonic()
@@ -69,32 +69,51 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "command": "python -m bench " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
         "started": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
     }
-    if "costs" in parts:
-        _log("bench: per-frame costs...")
-        results["frame_costs"] = costs.frame_costs(costs.speech_frames())
-    if "engines" in parts:
-        _log("bench: ASR and TTS...")
-        results["asr"] = costs.asr_figures()
-        results["tts"] = costs.tts_figures()
-    if "simulator" in parts:
-        _log("bench: simulator speed...")
-        results["simulator"] = simspeed.simulator_speed()
-    if "scale" in parts:
-        from tests.support.server_proc import running_server
 
-        levels = [int(x) for x in args.levels.split(",") if x.strip()]
-        budget = args.budget_s - (time.monotonic() - start) - 20.0  # server start and stop
-        with tempfile.TemporaryDirectory(prefix="bench-server-") as data:
-            with running_server(Path(data), "--max-sessions", str(max(1000, args.max_n * 2)), *args.server_arg,
-                                log_path=Path(data) / "server.log") as server:
-                _log(f"bench: server at {server.url} (pid {server.process.pid}); levels {levels}, {budget:.0f} s left")
-                results["scale"] = asyncio.run(run_scale(
-                    server.url, levels, ramp_s=args.ramp_s, budget_s=budget, server_pid=server.process.pid,
-                    grow=args.grow, max_n=args.max_n, log=_log,
-                ))
-                results["scale"]["server_args"] = args.server_arg
+    def part(key: str, label: str, fn) -> None:
+        _log(f"bench: {label}...")
+        try:
+            results[key] = fn()
+        except Exception as exc:  # noqa: BLE001 - one broken part must not lose the others' figures
+            results[key] = {"error": f"{type(exc).__name__}: {exc}"}
+            _log(f"bench: {label} failed: {exc}")
+        _save(args.out, results)
+
+    if "costs" in parts:
+        part("frame_costs", "per-frame costs", lambda: costs.frame_costs(costs.speech_frames()))
+    if "engines" in parts:
+        part("asr", "ASR", costs.asr_figures)
+        part("tts", "TTS", costs.tts_figures)
+    if "simulator" in parts:
+        part("simulator", "simulator speed", simspeed.simulator_speed)
+    if "scale" in parts:
+        part("scale", "load", lambda: _scale(args, args.budget_s - (time.monotonic() - start) - 20.0))
     results["wall_s"] = round(time.monotonic() - start, 1)
+    _save(args.out, results)
     return results
+
+
+def _save(out: Path, results: dict[str, Any]) -> None:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=1) + "\n")
+
+
+def _scale(args: argparse.Namespace, budget_s: float) -> dict[str, Any]:
+    """The load levels against a fresh server on port 0 (``budget_s``: what is left for them)."""
+    from bench.scale import run_scale
+    from tests.support.server_proc import running_server
+
+    levels = [int(x) for x in args.levels.split(",") if x.strip()]
+    with tempfile.TemporaryDirectory(prefix="bench-server-") as data:
+        with running_server(Path(data), "--max-sessions", str(max(1000, args.max_n * 2)), *args.server_arg,
+                            log_path=Path(data) / "server.log") as server:
+            _log(f"bench: server at {server.url} (pid {server.process.pid}); levels {levels}, {budget_s:.0f} s left")
+            scale = asyncio.run(run_scale(
+                server.url, levels, ramp_s=args.ramp_s, budget_s=budget_s, server_pid=server.process.pid,
+                grow=args.grow, max_n=args.max_n, log=_log,
+            ))
+    scale["server_args"] = args.server_arg
+    return scale
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -102,8 +121,6 @@ def main(argv: list[str] | None = None) -> int:
 
     args = parse_args(argv)
     results = run(args)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(results, indent=1) + "\n")
     print(full_report(results))
     print(f"\nwrote {args.out} ({results['wall_s']:.0f} s)")
     return 0

@@ -46,8 +46,10 @@ def scale_tables(scale: dict[str, Any]) -> str:
     ], tablefmt="github")
     lost = scale.get("realtime_lost_at_n")
     tail = f"real time (input lag p95 <= 30 ms, all calls ok) first lost at N = {lost if lost is not None else 'never (within the levels run)'}"
-    if scale.get("skipped_for_time"):
-        tail += f"; skipped for the time budget: N = {scale['skipped_for_time']}"
+    if scale.get("collapsed_at_n") is not None:
+        tail += f"; collapsed (input lag p95 >= 1 s or failed calls) at N = {scale['collapsed_at_n']}"
+    if scale.get("skipped"):
+        tail += f"; not run (time budget or collapse): N = {scale['skipped']}"
     return f"{t1}\n\n{t2}\n\n{tail}"
 
 
@@ -84,12 +86,15 @@ def simulator_table(sim: dict[str, Any]) -> str:
 def full_report(results: dict[str, Any]) -> str:
     """Every table of a results dict, with the machine line."""
     parts = [f"machine: {results['machine']}", f"command: {results['command']}"]
-    if "scale" in results:
-        parts.append(scale_tables(results["scale"]))
-    if "frame_costs" in results:
-        parts.append(costs_table(results["frame_costs"]))
-    if "asr" in results or "tts" in results:
-        parts.append(engines_table(results.get("asr"), results.get("tts")))
-    if "simulator" in results:
-        parts.append(simulator_table(results["simulator"]))
+    failed = {k: v["error"] for k, v in results.items() if isinstance(v, dict) and "error" in v}
+    ok = {k: v for k, v in results.items() if k not in failed}
+    if "scale" in ok:
+        parts.append(scale_tables(ok["scale"]))
+    if "frame_costs" in ok:
+        parts.append(costs_table(ok["frame_costs"]))
+    if "asr" in ok or "tts" in ok:
+        parts.append(engines_table(ok.get("asr"), ok.get("tts")))
+    if "simulator" in ok:
+        parts.append(simulator_table(ok["simulator"]))
+    parts.extend(f"{k} FAILED: {msg}" for k, msg in failed.items())
     return "\n\n".join(parts)

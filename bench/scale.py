@@ -27,6 +27,8 @@ API_KEY = "bench"
 FRAME_MS = 30  # the tutorial config's frame: "within one frame" targets use it
 #: Real time is lost when the server processes input later than this at p95 (the issue's target: 1 frame).
 REALTIME_INPUT_LAG_P95_S = FRAME_MS / 1000
+#: Past this input lag p95 (or with failed calls) the server has collapsed: larger N are not run.
+COLLAPSE_INPUT_LAG_P95_S = 1.0
 
 
 def pct(values: list[float], q: float) -> float | None:
@@ -76,18 +78,25 @@ class ProcessProbe:
         return self._cpu() - self._cpu0
 
 
-async def _scrape(http: httpx.AsyncClient) -> promstats.Scrape:
-    r = await http.get("/metrics")
-    r.raise_for_status()
+async def _scrape(http: httpx.AsyncClient) -> promstats.Scrape | None:
+    """The server's metrics, or None when an overloaded server does not answer in time."""
+    try:
+        r = await http.get("/metrics")
+        r.raise_for_status()
+    except httpx.HTTPError:
+        return None
     return promstats.parse(r.text)
 
 
-async def _wait_idle(http: httpx.AsyncClient, timeout_s: float = 20.0) -> int:
-    """Wait until the server has no session open; returns how many are still open."""
+async def _wait_idle(http: httpx.AsyncClient, timeout_s: float = 30.0) -> int:
+    """Wait until the server has no session open; returns how many are still open (-1: it did not answer)."""
     deadline = time.monotonic() + timeout_s
     open_now = -1
     while time.monotonic() < deadline:
-        open_now = int((await http.get("/health")).json().get("sessions", 0))
+        try:
+            open_now = int((await http.get("/health")).json().get("sessions", 0))
+        except httpx.HTTPError:
+            open_now = -1
         if open_now == 0:
             return 0
         await asyncio.sleep(0.25)
@@ -99,7 +108,7 @@ async def run_level(base: str, account: str, project: str, config: Any, n: int, 
     """Run ``n`` callers against the server at ``base``; returns the level with its summary."""
     rng = random.Random(seed + n)
     server, bench = ProcessProbe(server_pid), ProcessProbe(psutil.Process().pid)
-    async with httpx.AsyncClient(base_url=base, timeout=30.0) as http:
+    async with httpx.AsyncClient(base_url=base, timeout=60.0) as http:
         before = await _scrape(http)
         server.start()
         bench.start()
@@ -124,7 +133,10 @@ async def run_level(base: str, account: str, project: str, config: Any, n: int, 
         left_open = await _wait_idle(http)
         after = await _scrape(http)
     level = Level(n=n, wall_s=wall, calls=list(calls))
-    level.summary = summarise(level, before, after, server_cpu, bench_cpu, server.peak_rss - idle_rss, server.peak_rss, left_open)
+    level.summary = summarise(
+        level, before or {}, after or {}, server_cpu, bench_cpu, server.peak_rss - idle_rss, server.peak_rss, left_open
+    )
+    level.summary["metrics_scraped"] = before is not None and after is not None
     return level
 
 
@@ -184,8 +196,10 @@ async def run_scale(base: str, levels: list[int], *, ramp_s: float, budget_s: fl
     """Run ``levels`` in order, then larger N (x``grow``) until real time is lost, within ``budget_s``.
 
     A level is skipped when the time left is less than the last level took
-    times 1.5 (bigger levels take longer). Returns the summaries, the N at
-    which real time was first lost (None: never, within what ran) and what was skipped.
+    times 1.5 (bigger levels take longer), and larger levels are skipped once
+    one collapsed (input lag p95 >= 1 s or failed calls). Returns the
+    summaries, the N at which real time was first lost (None: never, within
+    what ran), where it collapsed and what was skipped.
     """
     from server.config import load_project_config_file
 
@@ -203,6 +217,7 @@ async def run_scale(base: str, levels: list[int], *, ramp_s: float, budget_s: fl
     done: list[dict[str, Any]] = []
     skipped: list[int] = []
     lost_at: int | None = None
+    collapsed_at: int | None = None
     queue = list(levels)
     last_wall = 0.0
     while queue:
@@ -218,6 +233,13 @@ async def run_scale(base: str, levels: list[int], *, ramp_s: float, budget_s: fl
         log(f"bench: {n} caller(s) done in {level.wall_s:.0f} s, input lag p95 {level.summary['input_lag_ms']['p95']} ms")
         if not level.summary["realtime"] and lost_at is None:
             lost_at = n
+        lag = level.summary["input_lag_ms"]["p95"]
+        if level.summary["calls_failed"] or lag is None or lag >= COLLAPSE_INPUT_LAG_P95_S * 1000:
+            # More callers would only take longer to say the same (and may wedge the server).
+            collapsed_at = n
+            skipped.extend(x for x in queue if x > n)
+            queue = [x for x in queue if x <= n]
+            continue
         if not queue and lost_at is None and n < max_n:
             queue.append(min(max_n, int(round(n * grow))))
     base_row = next((d for d in done if d["n"] == 1), None)
@@ -228,4 +250,7 @@ async def run_scale(base: str, levels: list[int], *, ramp_s: float, budget_s: fl
                 d.setdefault("ratio_to_n1", {})[key + "_p50"] = None if not ref or cur is None else round(cur / ref, 2)
                 ref95, cur95 = base_row[key]["p95"], d[key]["p95"]
                 d["ratio_to_n1"][key + "_p95"] = None if not ref95 or cur95 is None else round(cur95 / ref95, 2)
-    return {"levels": done, "realtime_lost_at_n": lost_at, "skipped_for_time": skipped, "ramp_s": ramp_s, "first_call": cold_start}
+    return {
+        "levels": done, "realtime_lost_at_n": lost_at, "collapsed_at_n": collapsed_at, "skipped": skipped,
+        "ramp_s": ramp_s, "first_call": cold_start,
+    }

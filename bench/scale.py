@@ -196,8 +196,8 @@ async def run_scale(base: str, levels: list[int], *, ramp_s: float, budget_s: fl
     """Run ``levels`` in order, then larger N (x``grow``) until real time is lost, within ``budget_s``.
 
     A level is skipped when the time left is less than the last level took
-    times 1.5 (bigger levels take longer), and larger levels are skipped once
-    one collapsed (input lag p95 >= 1 s or failed calls). Returns the
+    times 1.5 (bigger levels take longer); no level beyond ``levels`` runs
+    once one collapsed (input lag p95 >= 1 s or failed calls). Returns the
     summaries, the N at which real time was first lost (None: never, within
     what ran), where it collapsed and what was skipped.
     """
@@ -238,10 +238,9 @@ async def run_scale(base: str, levels: list[int], *, ramp_s: float, budget_s: fl
             lost_at = n
         lag = level.summary["input_lag_ms"]["p95"]
         if level.summary["calls_failed"] or lag is None or lag >= COLLAPSE_INPUT_LAG_P95_S * 1000:
-            # More callers would only take longer to say the same (and may wedge the server).
-            collapsed_at = n
-            skipped.extend(x for x in queue if x > n)
-            queue = [x for x in queue if x <= n]
+            # The listed levels still run (within the budget); growing past them would
+            # only take longer to say the same.
+            collapsed_at = collapsed_at or n
             continue
         if not queue and lost_at is None and n < max_n:
             queue.append(min(max_n, int(round(n * grow))))

@@ -31,8 +31,12 @@ TURNS = Counter("refinery_turns", "Responses started (one per user turn)", regis
 INTERRUPTS = Counter("refinery_interrupts", "response.interrupted events sent (confirmed barge-ins)", registry=REGISTRY)
 CANDIDATES_REJECTED = Counter(
     "refinery_bargein_candidates_rejected",
-    "Barge-in candidates that did not interrupt, by what rejected them",
-    ["by"],  # confirmation: the neural VAD said no; echo_gate: frames the echo gate ruled echo
+    "Barge-in candidates (the window rule fired) that the neural confirmation turned down",
+    registry=REGISTRY,
+)
+ECHO_GATED = Counter(
+    "refinery_echo_gated_frames",
+    "Input frames the frame VAD called speech and the echo gate ruled echo (never counted in the barge-in window)",
     registry=REGISTRY,
 )
 DECISION_LATENCY = Histogram(
@@ -118,9 +122,9 @@ class SessionReporter:
         detector = getattr(session, "detector", None)
         if detector is not None:
             if d := self._delta("dropped", detector.stats.dropped):
-                CANDIDATES_REJECTED.labels("confirmation").inc(d)
+                CANDIDATES_REJECTED.inc(d)
         if d := self._delta("echo_gated", session.counters.get("echo_gated_frames", 0)):
-            CANDIDATES_REJECTED.labels("echo_gate").inc(d)
+            ECHO_GATED.inc(d)
         if d := self._delta("responses", session.counters.get("responses", 0)):
             TURNS.inc(d)
 

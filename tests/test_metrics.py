@@ -145,3 +145,26 @@ def test_partial_decodes_back_off_while_another_decode_is_in_flight(tmp_path):
             busy.abandon()
     assert unloaded >= 2  # a partial and the final
     assert loaded == 1  # the final alone
+
+
+def test_session_counts_reach_the_metrics_once_each():
+    """What a session counted is added as it grows, never twice."""
+    from types import SimpleNamespace
+
+    from server import metrics
+
+    def value(counter) -> float:
+        return samples(metrics.render().decode())[(counter, ())]
+
+    stats = SimpleNamespace(dropped=0)
+    session = SimpleNamespace(detector=SimpleNamespace(stats=stats), counters={"responses": 0})
+    reporter = metrics.SessionReporter()
+    start = {n: value(n) for n in ("refinery_bargein_candidates_rejected_total", "refinery_echo_gated_frames_total", "refinery_turns_total")}
+    stats.dropped, session.counters["echo_gated_frames"], session.counters["responses"] = 2, 5, 1
+    reporter.update(session)
+    reporter.update(session)  # nothing new
+    stats.dropped = 3
+    reporter.update(session)
+    assert value("refinery_bargein_candidates_rejected_total") - start["refinery_bargein_candidates_rejected_total"] == 3
+    assert value("refinery_echo_gated_frames_total") - start["refinery_echo_gated_frames_total"] == 5
+    assert value("refinery_turns_total") - start["refinery_turns_total"] == 1

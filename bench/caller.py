@@ -16,9 +16,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+from bench.percentiles import pct
 from simulator.audio import Clip, load_clip
 from simulator.client import SimClient
-from simulator.live import LiveError, stream_client
+from simulator.live import stream_client
 from simulator.scenario import Scenario, scenario_from_dict
 
 REPO = Path(__file__).resolve().parents[1]
@@ -89,13 +90,6 @@ def load_clips() -> dict[str, Clip]:
     return {str(p): load_clip(p, None, 16000) for p in [*QUESTIONS, *INTERRUPTS]}
 
 
-def _percentile(values: list[float], q: float) -> float | None:
-    if not values:
-        return None
-    s = sorted(values)
-    return s[min(len(s) - 1, int(round(q / 100 * (len(s) - 1))))]
-
-
 def new_client(i: int, clips: dict[str, Clip], *, output_rate: int, turn_silence_s: float) -> SimClient:
     """Caller ``i``'s protocol client, set to the project's TTS rate and end-of-turn silence."""
     return SimClient(caller_scenario(i), output_rate=output_rate, turn_silence_s=turn_silence_s, clips=clips)
@@ -122,7 +116,7 @@ def figures_of(i: int, client: SimClient, vad: Any, send_lag_s: list[float], wal
         fig.decision_latency_ms = event.fields.get("decision_latency_ms")
         fig.decision_floor_ms = event.fields.get("decision_floor_ms")
     fig.bytes_after_interrupt = sum(tr.bytes_after_interrupt for tr in client.responses.values())
-    lag_p95 = _percentile(send_lag_s, 95)
+    lag_p95 = pct(send_lag_s, 95)
     fig.send_lag_p95_ms = None if lag_p95 is None else lag_p95 * 1000
     fig.send_lag_max_ms = max(send_lag_s) * 1000 if send_lag_s else None
     return fig
@@ -145,6 +139,6 @@ async def call(
     start = time.perf_counter()
     try:
         streamed = await stream_client(ws_url, api_key, client, MAX_CALL_S, on_event=on_event)
-    except (LiveError, OSError, Exception) as exc:  # noqa: BLE001 - a failed call is a figure, not a crash
+    except Exception as exc:  # noqa: BLE001 - a failed call (LiveError, a refused or dropped socket) is a figure, not a crash
         return CallFigures(caller=i, ok=False, error=f"{type(exc).__name__}: {exc}"[:300], wall_s=time.perf_counter() - start)
     return figures_of(i, client, vad_params(project), streamed.send_lag_s, time.perf_counter() - start)

@@ -21,6 +21,7 @@ import yaml
 
 from bench import promstats
 from bench.caller import CONFIG, CallFigures, call, load_clips
+from bench.percentiles import pct, spread
 from simulator.live import realtime_url, setup_project
 
 API_KEY = "bench"
@@ -29,20 +30,6 @@ FRAME_MS = 30  # the tutorial config's frame: "within one frame" targets use it
 REALTIME_INPUT_LAG_P95_S = FRAME_MS / 1000
 #: Past this input lag p95 (or with failed calls) the server has collapsed: larger N are not run.
 COLLAPSE_INPUT_LAG_P95_S = 1.0
-
-
-def pct(values: list[float], q: float) -> float | None:
-    """The ``q``-th percentile (nearest rank on the sorted values); None for no values."""
-    vals = sorted(v for v in values if v is not None)
-    if not vals:
-        return None
-    return vals[min(len(vals) - 1, max(0, int(round(q / 100 * (len(vals) - 1)))))]
-
-
-def spread(values: list[float | None]) -> dict[str, float | None]:
-    """p50 / p95 / p99 of the values that exist, and how many there were."""
-    vals = [v for v in values if v is not None]
-    return {"p50": pct(vals, 50), "p95": pct(vals, 95), "p99": pct(vals, 99), "n": len(vals)}
 
 
 @dataclass

@@ -9,7 +9,7 @@ import pytest
 from bench import promstats
 from bench.caller import INTERRUPTS, QUESTIONS, caller_scenario
 from bench.report import full_report
-from bench.scale import spread
+from bench.percentiles import spread
 
 
 def test_histogram_quantile_interpolates_inside_the_bucket():

@@ -31,6 +31,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help=f"caller counts to run, in order, then more (x--grow) until real time is lost (default {DEFAULT_LEVELS}; env BENCH_LEVELS)")
     p.add_argument("--grow", type=float, default=1.5, help="factor for the levels after the list (default 1.5)")
     p.add_argument("--max-n", type=int, default=400, help="never run more callers than this (default 400)")
+    p.add_argument("--duration-s", type=float, default=0.0,
+                   help="keep every caller calling (a new session each time) until a level has run this long (default 0: one call each)")
     p.add_argument("--ramp-s", type=float, default=2.0, help="callers of a level start at random within this many seconds (default 2)")
     p.add_argument("--budget-s", type=float, default=float(os.environ.get("BENCH_BUDGET_S", 840)),
                    help="wall-time budget of the whole bench; levels that would not fit are skipped (default 840 = 14 min; env BENCH_BUDGET_S)")
@@ -110,7 +112,7 @@ def _scale(args: argparse.Namespace, budget_s: float) -> dict[str, Any]:
             _log(f"bench: server at {server.url} (pid {server.process.pid}); levels {levels}, {budget_s:.0f} s left")
             scale = asyncio.run(run_scale(
                 server.url, levels, ramp_s=args.ramp_s, budget_s=budget_s, server_pid=server.process.pid,
-                grow=args.grow, max_n=args.max_n, log=_log,
+                grow=args.grow, max_n=args.max_n, duration_s=args.duration_s, log=_log,
             ))
     scale["server_args"] = args.server_arg
     return scale

@@ -25,7 +25,7 @@ def scale_tables(scale: dict[str, Any]) -> str:
     for d in scale["levels"]:
         r = d.get("ratio_to_n1", {})
         lat.append([
-            d["n"], f"{d['calls_ok']}/{d['n']}", _three(d["interrupt_latency_ms"]), _three(d["interrupt_overhead_ms"]),
+            d["n"], f"{d['calls_ok']}/{d.get('calls', d['n'])}", _three(d["interrupt_latency_ms"]), _three(d["interrupt_overhead_ms"]),
             _f(r.get("interrupt_overhead_ms_p95"), 2), _three(d["decision_overhead_ms"]), _three(d["voice_to_voice_ms"]),
             _f(d["voice_to_voice_overhead_ms"]["p50"]) + "/" + _f(d["voice_to_voice_overhead_ms"]["p95"]),
             d["missed_interrupts"], d["bytes_after_interrupt"],

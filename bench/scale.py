@@ -91,8 +91,12 @@ async def _wait_idle(http: httpx.AsyncClient, timeout_s: float = 30.0) -> int:
 
 
 async def run_level(base: str, account: str, project: str, config: Any, n: int, ramp_s: float,
-                    server_pid: int, clips: dict, seed: int = 0) -> Level:
-    """Run ``n`` callers against the server at ``base``; returns the level with its summary."""
+                    server_pid: int, clips: dict, seed: int = 0, duration_s: float = 0.0) -> Level:
+    """Run ``n`` callers against the server at ``base``; returns the level with its summary.
+
+    Each caller makes one call, and calls again (a new session) until
+    ``duration_s`` has passed since the level started.
+    """
     rng = random.Random(seed + n)
     server, bench = ProcessProbe(server_pid), ProcessProbe(psutil.Process().pid)
     async with httpx.AsyncClient(base_url=base, timeout=60.0) as http:
@@ -101,9 +105,12 @@ async def run_level(base: str, account: str, project: str, config: Any, n: int, 
         bench.start()
         idle_rss = server.peak_rss
 
-        async def one(i: int) -> CallFigures:
+        async def one(i: int) -> list[CallFigures]:
             await asyncio.sleep(rng.uniform(0, ramp_s) if n > 1 else 0.0)
-            return await call(i, realtime_url(base, account, project), API_KEY, clips, config)
+            made = [await call(i, realtime_url(base, account, project), API_KEY, clips, config)]
+            while time.monotonic() - start < duration_s:
+                made.append(await call(i, realtime_url(base, account, project), API_KEY, clips, config))
+            return made
 
         async def probe() -> None:
             while True:
@@ -112,14 +119,14 @@ async def run_level(base: str, account: str, project: str, config: Any, n: int, 
 
         sampler = asyncio.create_task(probe())
         start = time.monotonic()
-        calls = await asyncio.gather(*(one(i) for i in range(n)))
+        per_caller = await asyncio.gather(*(one(i) for i in range(n)))
         wall = time.monotonic() - start
         sampler.cancel()
         server.sample()
         server_cpu, bench_cpu = server.cpu_s(), bench.cpu_s()
         left_open = await _wait_idle(http)
         after = await _scrape(http)
-    level = Level(n=n, wall_s=wall, calls=list(calls))
+    level = Level(n=n, wall_s=wall, calls=[c for made in per_caller for c in made])
     level.summary = summarise(
         level, before or {}, after or {}, server_cpu, bench_cpu, server.peak_rss - idle_rss, server.peak_rss, left_open
     )
@@ -147,6 +154,7 @@ def summarise(level: Level, before: promstats.Scrape, after: promstats.Scrape, s
     return {
         "n": n,
         "wall_s": round(level.wall_s, 1),
+        "calls": len(level.calls),
         "calls_ok": len(ok),
         "calls_failed": len(level.calls) - len(ok),
         "errors": sorted({c.error for c in level.calls if c.error})[:5],
@@ -174,12 +182,12 @@ def summarise(level: Level, before: promstats.Scrape, after: promstats.Scrape, s
         "rss_peak_mb": round(rss_peak / 2**20, 1),
         "client_send_lag_p95_ms": pct([c.send_lag_p95_ms for c in ok if c.send_lag_p95_ms is not None], 95),
         "sessions_left_open": left_open,
-        "realtime": input_lag["p95"] is not None and input_lag["p95"] <= REALTIME_INPUT_LAG_P95_S * 1000 and len(ok) == n,
+        "realtime": input_lag["p95"] is not None and input_lag["p95"] <= REALTIME_INPUT_LAG_P95_S * 1000 and len(ok) == len(level.calls),
     }
 
 
 async def run_scale(base: str, levels: list[int], *, ramp_s: float, budget_s: float, server_pid: int,
-                    grow: float = 1.5, max_n: int = 400, log=print) -> dict[str, Any]:
+                    grow: float = 1.5, max_n: int = 400, duration_s: float = 0.0, log=print) -> dict[str, Any]:
     """Run ``levels`` in order, then larger N (x``grow``) until real time is lost, within ``budget_s``.
 
     A level is skipped when the time left is less than the last level took
@@ -217,7 +225,7 @@ async def run_scale(base: str, levels: list[int], *, ramp_s: float, budget_s: fl
             skipped.append(n)
             continue
         log(f"bench: {n} caller(s)...")
-        level = await run_level(base, account, "bench", config, n, ramp_s, server_pid, clips)
+        level = await run_level(base, account, "bench", config, n, ramp_s, server_pid, clips, duration_s=duration_s)
         last_wall = time.monotonic() - start - sum(d["wall_s"] for d in done)
         done.append(level.summary)
         log(f"bench: {n} caller(s) done in {level.wall_s:.0f} s, input lag p95 {level.summary['input_lag_ms']['p95']} ms")
@@ -241,5 +249,5 @@ async def run_scale(base: str, levels: list[int], *, ramp_s: float, budget_s: fl
                 d["ratio_to_n1"][key + "_p95"] = None if not ref95 or cur95 is None else round(cur95 / ref95, 2)
     return {
         "levels": done, "realtime_lost_at_n": lost_at, "collapsed_at_n": collapsed_at, "skipped": skipped,
-        "ramp_s": ramp_s, "first_call": cold_start,
+        "ramp_s": ramp_s, "duration_s": duration_s, "first_call": cold_start,
     }

@@ -19,7 +19,7 @@ from typing import Any, Callable
 from bench.percentiles import pct
 from simulator.audio import Clip, load_clip
 from simulator.client import SimClient
-from simulator.live import stream_client
+from simulator.live import stream_client, stream_client_blocking
 from simulator.scenario import Scenario, scenario_from_dict
 
 REPO = Path(__file__).resolve().parents[1]
@@ -122,6 +122,17 @@ def figures_of(i: int, client: SimClient, vad: Any, send_lag_s: list[float], wal
     return fig
 
 
+def _client_for(i: int, clips: dict[str, Clip], project: Any) -> SimClient:
+    return new_client(
+        i, clips, output_rate=project.audio_config.tts.sample_rate,
+        turn_silence_s=project.audio_config.asr.silence_duration_ms / 1000,
+    )
+
+
+def _failed(i: int, exc: BaseException, start: float) -> CallFigures:
+    return CallFigures(caller=i, ok=False, error=f"{type(exc).__name__}: {exc}"[:300], wall_s=time.perf_counter() - start)
+
+
 async def call(
     i: int, ws_url: str, api_key: str, clips: dict[str, Clip], project: Any,
     on_event: Callable[[float, dict[str, Any]], None] | None = None,
@@ -132,13 +143,26 @@ async def call(
     Never raises for a failed call: the figures say ``ok=False`` and why."""
     from simulator.run import vad_params
 
-    client = new_client(
-        i, clips, output_rate=project.audio_config.tts.sample_rate,
-        turn_silence_s=project.audio_config.asr.silence_duration_ms / 1000,
-    )
+    client = _client_for(i, clips, project)
     start = time.perf_counter()
     try:
         streamed = await stream_client(ws_url, api_key, client, MAX_CALL_S, on_event=on_event)
     except Exception as exc:  # noqa: BLE001 - a failed call (LiveError, a refused or dropped socket) is a figure, not a crash
-        return CallFigures(caller=i, ok=False, error=f"{type(exc).__name__}: {exc}"[:300], wall_s=time.perf_counter() - start)
+        return _failed(i, exc, start)
+    return figures_of(i, client, vad_params(project), streamed.send_lag_s, time.perf_counter() - start)
+
+
+def call_blocking(
+    i: int, ws_url: str, api_key: str, clips: dict[str, Clip], project: Any,
+    on_event: Callable[[float, dict[str, Any]], None] | None = None,
+) -> CallFigures:
+    """:func:`call` on blocking sockets (:func:`simulator.live.stream_client_blocking`), for Locust's green threads."""
+    from simulator.run import vad_params
+
+    client = _client_for(i, clips, project)
+    start = time.perf_counter()
+    try:
+        streamed = stream_client_blocking(ws_url, api_key, client, MAX_CALL_S, on_event=on_event)
+    except Exception as exc:  # noqa: BLE001 - a failed call is a figure, not a crash
+        return _failed(i, exc, start)
     return figures_of(i, client, vad_params(project), streamed.send_lag_s, time.perf_counter() - start)

@@ -20,21 +20,23 @@ Run (the server's URL as ``--host``; see docs/bench.md):
     locust -f bench/locustfile.py --master --headless -u 200 -r 10 -t 10m --expect-workers 2 --host http://SERVER:8080
     locust -f bench/locustfile.py --worker --master-host MASTER
 
-The user's async client runs with ``asyncio.run`` inside its greenlet
-(Locust monkey-patches the socket and selector modules, so the event loop
-yields to other users while it waits).
+Each user streams with blocking sockets and a receiver thread
+(:func:`simulator.live.stream_client_blocking`): under Locust's gevent
+monkey-patching those are green threads, so users run side by side (an
+asyncio loop inside a greenlet would block all the others).
 """
 
 from __future__ import annotations
 
 import asyncio
 import itertools
+import threading
 import time
 
 import yaml
 from locust import User, constant, task
 
-from bench.caller import CONFIG, CallFigures, call, load_clips
+from bench.caller import CONFIG, CallFigures, call_blocking, load_clips
 from simulator.live import realtime_url, setup_project
 
 API_KEY = "locust"
@@ -43,16 +45,22 @@ _callers = itertools.count()
 _shared: dict[str, object] = {}
 
 
+_setup_lock = threading.Lock()  # a green lock under Locust: one user sets up, the others wait
+
+
 def _shared_setup(host: str) -> tuple[str, object, dict]:
     """Project, loaded config and clips, made once per worker process."""
-    if "account" not in _shared:
+    with _setup_lock:
+        if "account" in _shared:
+            return _shared["account"], _shared["config"], _shared["clips"]  # type: ignore[return-value]
         from server.config import load_project_config_file
 
         raw = yaml.safe_load(CONFIG.read_text())
-        _shared["account"] = asyncio.run(setup_project(host.rstrip("/"), API_KEY, PROJECT, raw))
+        # asyncio.run is fine here: the lock keeps every other user out of asyncio meanwhile.
         _shared["config"] = load_project_config_file(CONFIG).config
         _shared["clips"] = load_clips()
-    return _shared["account"], _shared["config"], _shared["clips"]  # type: ignore[return-value]
+        _shared["account"] = asyncio.run(setup_project(host.rstrip("/"), API_KEY, PROJECT, raw))
+        return _shared["account"], _shared["config"], _shared["clips"]  # type: ignore[return-value]
 
 
 class RefineryCaller(User):
@@ -84,9 +92,7 @@ class RefineryCaller(User):
             if event.get("type") == "session.created":
                 self._report("session.created", t * 1000, started)
 
-        fig: CallFigures = asyncio.run(
-            call(self.index, realtime_url(base, account, PROJECT), API_KEY, clips, config, on_event=on_event)
-        )
+        fig: CallFigures = call_blocking(self.index, realtime_url(base, account, PROJECT), API_KEY, clips, config, on_event=on_event)
         self._report("call", fig.wall_s * 1000, started, None if fig.ok else (fig.error or "call failed"))
         if not fig.ok:
             return

@@ -71,6 +71,29 @@ class StreamResult:
     send_lag_s: list[float] = field(default_factory=list)
 
 
+EventHook = Callable[[float, dict[str, Any]], None]
+
+
+def _deliver(client: SimClient, t: float, event: dict[str, Any], on_event: EventHook | None) -> None:
+    """Hand a server event to the client (and the hook); a server ``error`` event ends the run."""
+    client.on_event(t, event)
+    if on_event is not None:
+        on_event(t, event)
+    if event.get("type") == "error":
+        raise LiveError(f"server error: {event.get('error_detail')}")
+
+
+def _first(client: SimClient, t: float, event: dict[str, Any], on_event: EventHook | None) -> None:
+    if event.get("type") != "session.created":
+        raise LiveError(f"expected session.created first, got {str(event)[:300]}")
+    _deliver(client, t, event, on_event)
+
+
+def _frames(client: SimClient, t: float) -> list[str]:
+    """What the client sends at tick ``t``: control messages, then one microphone chunk."""
+    return [encode_client_message(msg) for msg in [*client.control(t), client.mic_chunk(t)]]
+
+
 async def stream_client(
     ws_url: str,
     api_key: str,
@@ -78,7 +101,7 @@ async def stream_client(
     max_duration_s: float,
     *,
     compression: str | None = "deflate",
-    on_event: Callable[[float, dict[str, Any]], None] | None = None,
+    on_event: EventHook | None = None,
 ) -> StreamResult:
     """Play ``client`` against the realtime WebSocket at ``ws_url`` in real time until it finishes.
 
@@ -101,21 +124,11 @@ async def stream_client(
         def now() -> float:
             return loop.time() - t0
 
-        first = json.loads(await asyncio.wait_for(ws.recv(), SESSION_CREATED_TIMEOUT_S))
-        if first.get("type") != "session.created":
-            raise LiveError(f"expected session.created first, got {str(first)[:300]}")
-        client.on_event(now(), first)
-        if on_event is not None:
-            on_event(now(), first)
+        _first(client, now(), json.loads(await asyncio.wait_for(ws.recv(), SESSION_CREATED_TIMEOUT_S)), on_event)
 
         async def receive() -> None:
             async for frame in ws:
-                event = json.loads(frame)
-                client.on_event(now(), event)
-                if on_event is not None:
-                    on_event(now(), event)
-                if event.get("type") == "error":
-                    raise LiveError(f"server error: {event.get('error_detail')}")
+                _deliver(client, now(), json.loads(frame), on_event)
 
         receiver = asyncio.create_task(receive())
         sr, chunk = client.sr, client.chunk
@@ -131,8 +144,8 @@ async def stream_client(
                 if receiver.done():
                     receiver.result()  # re-raise what stopped it
                     break
-                for msg in [*client.control(t), client.mic_chunk(t)]:
-                    await ws.send(encode_client_message(msg))
+                for frame in _frames(client, t):
+                    await ws.send(frame)
                 if client.finished(t):
                     break
         finally:
@@ -141,6 +154,77 @@ async def stream_client(
                 await receiver
             except (asyncio.CancelledError, Exception):  # noqa: BLE001 - closing; the run is over
                 pass
+    return StreamResult(end_s=t, send_lag_s=lags)
+
+
+def stream_client_blocking(
+    ws_url: str,
+    api_key: str,
+    client: SimClient,
+    max_duration_s: float,
+    *,
+    compression: str | None = "deflate",
+    on_event: EventHook | None = None,
+) -> StreamResult:
+    """:func:`stream_client` with blocking sockets and a receiver thread.
+
+    For green-thread load tools (Locust under gevent monkey-patching), where an
+    asyncio loop would block every other user. Client calls are serialised
+    with a lock, so it is also correct with real threads.
+    """
+    import threading
+    import time
+
+    from websockets.exceptions import ConnectionClosed
+    from websockets.sync.client import connect
+
+    lags: list[float] = []
+    lock = threading.Lock()
+    failure: list[BaseException] = []
+    with connect(
+        ws_url, additional_headers=_headers(api_key), max_size=None, ping_interval=None, compression=compression,
+        open_timeout=SESSION_CREATED_TIMEOUT_S,
+    ) as ws:
+        t0 = time.monotonic()
+
+        def now() -> float:
+            return time.monotonic() - t0
+
+        _first(client, now(), json.loads(ws.recv(timeout=SESSION_CREATED_TIMEOUT_S)), on_event)
+
+        def receive() -> None:
+            try:
+                for frame in ws:
+                    with lock:
+                        _deliver(client, now(), json.loads(frame), on_event)
+            except ConnectionClosed:
+                pass
+            except Exception as exc:  # noqa: BLE001 - handed to the sending loop, which raises it
+                failure.append(exc)
+
+        receiver = threading.Thread(target=receive, name="sim-receiver", daemon=True)
+        receiver.start()
+        sr, chunk = client.sr, client.chunk
+        send_clock = InputLag(sr)
+        t = 0.0
+        k = 0
+        while t < max_duration_s:
+            k += 1
+            t = k * chunk / sr
+            time.sleep(max(0.0, t - now()))
+            lags.append(send_clock.push(now(), chunk))
+            if failure:
+                raise failure[0]
+            if not receiver.is_alive():
+                break
+            with lock:
+                frames = _frames(client, t)
+                done = client.finished(t)
+            for frame in frames:
+                ws.send(frame)
+            if done:
+                break
+    receiver.join(timeout=5.0)
     return StreamResult(end_s=t, send_lag_s=lags)
 
 

@@ -16,7 +16,7 @@ PYTEST_ARGS ?=
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[test]'
+	$(PY) -m pip install -q -e '.[test,bench]'
 	$(PY) -m pip install -q --no-deps 'silero-vad>=5.1'
 	touch $@
 
@@ -35,6 +35,12 @@ test: setup
 
 test-fast: setup
 	$(PY) -m pytest -m "not sdk and not browser" $(PYTEST_ARGS)
+
+# Load, per-frame costs, engines, simulator speed: bench/results.json and a table
+# (under 15 min on 2 cores). BENCH_ARGS e.g. "--levels 1,10 --budget-s 300".
+BENCH_ARGS ?=
+bench: setup
+	$(PY) -m bench $(BENCH_ARGS)
 
 # Regenerate the committed speech fixtures (natural voices: hibari, piper).
 fixtures: setup

@@ -11,10 +11,10 @@ from typing import Any
 
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route, WebSocketRoute
 
-from server import __version__
+from server import __version__, metrics
 from server.admin import admin_routes
 from server.config import ConfigError, ConfigIssue, load_project_config
 from server.engines import engine_name_issues
@@ -172,6 +172,9 @@ def create_app(settings: ServerSettings) -> Starlette:
             return _problem(404, "unknown_session", f"no live session {request.path_params['session_id']!r}")
         return JSONResponse(info)
 
+    async def prometheus(request: Request) -> Response:
+        return Response(metrics.render(), media_type=metrics.CONTENT_TYPE)
+
     journals = JournalStore()
     faults = FaultStore()
     realtime = RealtimeEndpoint(settings, projects, histories, registry, check_key, journals, faults)
@@ -182,6 +185,7 @@ def create_app(settings: ServerSettings) -> Starlette:
         Route("/distiller/config/validate", validate_config, methods=["POST"]),
         Route("/health", health, methods=["GET"]),
         Route("/sessions", list_sessions, methods=["GET"]),
+        Route("/metrics", prometheus, methods=["GET"]),
         Route("/sessions/{session_id}", get_session, methods=["GET"]),
         WebSocketRoute("/distiller/realtime/{account}/{project}/{uuid}", realtime),
     ]

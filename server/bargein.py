@@ -269,6 +269,20 @@ class BargeIn:
     audio_end_ms: int
     speech_frames: int
     confirmed_by: str | None
+    #: The earliest the window rule could fire for ``onset_t``: ``threshold`` frames
+    #: of unbroken speech from the onset, and not before the lockout ends.
+    floor_t: float | None = None
+
+    @property
+    def decision_ms(self) -> float:
+        """Onset -> decision (ms)."""
+        return (self.t - self.onset_t) * 1000
+
+    @property
+    def floor_ms(self) -> float | None:
+        """Onset -> floor (ms); ``decision_ms - floor_ms`` is what pauses, VAD misses,
+        the echo gate and confirmation cost."""
+        return None if self.floor_t is None else (self.floor_t - self.onset_t) * 1000
 
 
 @dataclass
@@ -441,6 +455,7 @@ class BargeInDetector:
             audio_end_ms=self.timeline.audio_end_ms(t),
             speech_frames=self._speech_in_ring,
             confirmed_by=None if self.confirmer is None else self.confirmer.name,
+            floor_t=self._floor(onset),
         )
         self.stats.fired += 1
         if self.note is not None:
@@ -451,6 +466,11 @@ class BargeInDetector:
         return hit
 
     # -- internals --
+
+    def _floor(self, onset: float) -> float:
+        earliest = onset + self.settings.threshold * self.settings.frame_s
+        lockout_end = self.timeline.lockout_end()
+        return earliest if lockout_end is None else max(earliest, lockout_end)
 
     def _clear_ring(self) -> None:
         self._held = False

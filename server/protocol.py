@@ -221,8 +221,22 @@ def response_done(response_id: str, status: str) -> dict[str, Any]:
     return _event("response.done", response_id=response_id, status=status)
 
 
-def response_interrupted(response_id: str, audio_end_ms: int) -> dict[str, Any]:
-    return _event("response.interrupted", response_id=response_id, audio_end_ms=int(audio_end_ms))
+def response_interrupted(
+    response_id: str, audio_end_ms: int, *, decision_latency_ms: float | None = None, decision_floor_ms: float | None = None
+) -> dict[str, Any]:
+    """``response.interrupted``; ours adds the detector's decision latency and its floor (ms) when known.
+
+    ``decision_latency_ms``: speech onset -> decision, on the session's clock.
+    ``decision_floor_ms``: the earliest the window rule could have decided for
+    that onset (``threshold`` frames of unbroken speech, not before the lockout
+    ends). Extra fields: the SDK passes them through (``extra="allow"``).
+    """
+    extra: dict[str, Any] = {}
+    if decision_latency_ms is not None:
+        extra["decision_latency_ms"] = round(float(decision_latency_ms), 1)
+    if decision_floor_ms is not None:
+        extra["decision_floor_ms"] = round(float(decision_floor_ms), 1)
+    return _event("response.interrupted", response_id=response_id, audio_end_ms=int(audio_end_ms), **extra)
 
 
 def ping() -> dict[str, Any]:

@@ -9,6 +9,8 @@ threads and sends what the session returns, in order, from one sender task.
 from __future__ import annotations
 
 import asyncio
+import contextvars
+import functools
 import itertools
 import json
 import logging
@@ -19,6 +21,7 @@ from typing import Any, Callable
 from starlette.responses import JSONResponse
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
+from server import logcontext, metrics
 from server import protocol as proto
 from server.config import load_project_config
 from server.engines import build_engines
@@ -33,6 +36,10 @@ from server.work import Job, run_job
 log = logging.getLogger("refinery.realtime")
 
 PING_INTERVAL_S = 10.0
+#: Partial transcripts only while fewer decodes than this are in flight in the
+#: whole process: under load they would queue in front of final transcripts
+#: (voice-to-voice) for text nobody waits for. The final is never skipped.
+PARTIALS_MAX_DECODES_IN_FLIGHT = 1
 #: Engine work shares one pool: 2 cores gain nothing from more threads, and
 #: the session's audio path never waits on it.
 _POOL = ThreadPoolExecutor(max_workers=4, thread_name_prefix="refinery-engine")
@@ -194,6 +201,9 @@ class SessionConnection:
         self.tasks: set[asyncio.Task] = set()
         self.saves: list[asyncio.Task] = []
         self.closed = False
+        metrics.watch_send_queue(self.outbox)
+        self.input_lag = metrics.InputLag()
+        self.reporter = metrics.SessionReporter()
 
     def now(self) -> float:
         return time.monotonic() - self.t0
@@ -203,12 +213,14 @@ class SessionConnection:
         for out in outputs:
             if isinstance(out, Send):
                 self.outbox.put_nowait(out.event)
+                metrics.SessionReporter.on_event(out.event)
             elif isinstance(out, StartJob):
                 self._spawn(self._run_job(out.job))
             elif isinstance(out, PersistHistory):
                 # Saves are awaited, never cancelled, on close: history must not be lost.
                 previous = self.saves[-1] if self.saves else None
                 self.saves.append(asyncio.get_running_loop().create_task(self._save(out.history, previous)))
+        self.reporter.update(self.session)
         self.wake.set()
 
     async def _save(self, history: ConversationHistory, previous: asyncio.Task | None) -> None:
@@ -227,13 +239,17 @@ class SessionConnection:
         loop = asyncio.get_running_loop()
         started = self.now()
         fault = self.faults.for_job(started, job.kind) if self.faults is not None else JobFault()
-        if job.kind == "transcribe":
-            async with self.asr_lock:
-                result = await loop.run_in_executor(_POOL, run_job, job, fault.fail)
+        timed = metrics.TimedJob(functools.partial(run_job, fail=fault.fail), job, time.monotonic)
+        try:
+            if job.kind == "transcribe":
+                async with self.asr_lock:
+                    result = await loop.run_in_executor(_POOL, contextvars.copy_context().run, timed)
+                    await asyncio.sleep(fault.delay_s)
+            else:
+                result = await loop.run_in_executor(_POOL, contextvars.copy_context().run, timed)
                 await asyncio.sleep(fault.delay_s)
-        else:
-            result = await loop.run_in_executor(_POOL, run_job, job, fault.fail)
-            await asyncio.sleep(fault.delay_s)
+        finally:
+            timed.abandon()
         if self.journal is not None:
             # Real engine time (queueing included): what a replay uses as this job's latency.
             self.journal.record(self.now(), "job", kind=job.kind, job_id=job.job_id, started_t=round(started, 6),
@@ -297,6 +313,9 @@ class SessionConnection:
                 data = message.get("bytes") or b""
             msg = proto.parse_client_message(data)
             t = self.now()
+            if isinstance(msg, proto.AudioAppend):
+                metrics.INPUT_LAG.observe(self.input_lag.push(t, len(msg.pcm) // 2))
+                self.session.partial_transcripts = metrics.in_flight("transcribe") < PARTIALS_MAX_DECODES_IN_FLIGHT
             if self.journal is not None:
                 self.journal.received_message(t, msg)
             if self.recorder is not None:
@@ -304,6 +323,12 @@ class SessionConnection:
             self.dispatch(self.session.receive(t, msg))
 
     async def run(self) -> None:
+        with logcontext.session_context(self.session.session_id):
+            await self._run()
+
+    async def _run(self) -> None:
+        metrics.SESSIONS.inc()
+        metrics.SESSIONS_ACTIVE.inc()
         self.dispatch(self.session.start(self.now()))
         workers = [asyncio.create_task(c) for c in (self._sender(), self._timers(), self._pinger())]
         try:
@@ -320,6 +345,7 @@ class SessionConnection:
                     pass
         finally:
             self.closed = True
+            metrics.SESSIONS_ACTIVE.dec()
             self.session.close()
             for task in [*workers, *self.tasks]:
                 task.cancel()

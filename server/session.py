@@ -389,7 +389,10 @@ class Session:
             return True
         playing = self.playback.playback_start_t is not None and self.far_end.levels
         position = self.playback.played_s(t) if playing else None
-        return not self.echo.push(t, frame, position)
+        explained = self.echo.push(t, frame, position)
+        if explained:
+            self.counters["echo_gated_frames"] = self.counters.get("echo_gated_frames", 0) + 1
+        return not explained
 
     def _on_turn_event(self, t: float, event: Any, out: list[Output]) -> None:
         if isinstance(event, SpeechStarted):
@@ -530,14 +533,15 @@ class Session:
             at=t,  # the firing frame's time, as the detector's decisions
             response_id=None if target is None else target.id,
             onset_t=round(fire.onset_t, 6),
-            latency_ms=round((t - fire.onset_t) * 1000, 3),
-            floor_ms=round(self._interrupt_floor_s(fire.onset_t) * 1000, 3),
+            latency_ms=round(fire.decision_ms, 3),
+            floor_ms=None if fire.floor_ms is None else round(fire.floor_ms, 3),
             audio_end_ms=audio_end_ms,
             confirmed_by=fire.confirmed_by,
             speech_frames=fire.speech_frames,
         )
+        decision = {"decision_latency_ms": fire.decision_ms, "decision_floor_ms": fire.floor_ms}
         if resp is not None and resp.status == "generating":
-            out.append(Send(proto.response_interrupted(resp.id, audio_end_ms)))
+            out.append(Send(proto.response_interrupted(resp.id, audio_end_ms, **decision)))
             resp.status = "interrupted"
             resp.interrupted_at_ms = audio_end_ms
             # From now, not from t (the firing frame's capture time): a stalled
@@ -550,7 +554,7 @@ class Session:
         elif self._last_response is not None:
             # All audio was already sent; the client is still playing it.
             last = self._last_response
-            out.append(Send(proto.response_interrupted(last.id, audio_end_ms)))
+            out.append(Send(proto.response_interrupted(last.id, audio_end_ms, **decision)))
             self._settle_heard(last, audio_end_ms / 1000, out)
         # The speech that fired starts the user's next turn, from prefix padding before
         # its onset; it replaces a turn in progress, never an ended one awaiting its transcript.
@@ -559,14 +563,6 @@ class Session:
         self._utterance = _Utterance(f"utt_{next(self._ids)}", new_speech_s=PARTIAL_EVERY_S)
         self.turn_gate.reset()
         self.turns.begin_with(fire.onset_t, fire.audio, fire.audio_start_t)
-
-    def _interrupt_floor_s(self, onset_t: float) -> float:
-        """The window rule's earliest firing after ``onset_t`` for speech that
-        is continuous from it: ``threshold`` frames, or the lockout's end if later."""
-        assert self.detector is not None
-        first = onset_t + self.detector.settings.threshold * self.frame_s
-        lockout_end = self.playback.lockout_end()
-        return max(first, lockout_end if lockout_end is not None else first) - onset_t
 
     # -- responses ----------------------------------------------------------
 

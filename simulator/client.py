@@ -92,6 +92,7 @@ class ResponseTrack:
     audio_end_ms: int | None = None
     received_ms: float = 0.0
     deltas_after_interrupt: int = 0
+    bytes_after_interrupt: int = 0  # PCM bytes of those deltas
     roles: list[str] = field(default_factory=list)
 
 
@@ -314,6 +315,7 @@ class SimClient:
         tr.received_ms += 1000.0 * len(samples) / self.sr
         if rid in self._interrupted:
             tr.deltas_after_interrupt += 1  # a protocol violation by the server: never played
+            tr.bytes_after_interrupt += len(pcm)
             return
         role = event.get("role") if isinstance(event.get("role"), str) else None
         seg = self.speaker.enqueue(n, samples, rid, role)

@@ -84,8 +84,10 @@ def test_huge_and_malformed_frames_do_not_hurt_other_sessions(server):
         close_code = None
         async with websockets.connect(ws_url(server, "huge"), additional_headers=HEADERS, max_size=None) as ws:
             await _until(ws, "session.created")
-            await ws.send("y" * (5 << 20))  # beyond the 4 MiB WebSocket limit
             try:
+                # Beyond the 4 MiB WebSocket limit. Without permessage-deflate the
+                # server may close while the frame is still being sent.
+                await ws.send("y" * (5 << 20))
                 while True:
                     await ws.recv()
             except websockets.ConnectionClosed as closed:

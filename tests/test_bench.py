@@ -1,0 +1,56 @@
+"""The bench's own logic (no timing is asserted anywhere: figures only)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from bench import promstats
+from bench.caller import INTERRUPTS, QUESTIONS, caller_scenario
+from bench.report import full_report
+from bench.percentiles import spread
+
+
+def test_histogram_quantile_interpolates_inside_the_bucket():
+    # 10 observations: 4 under 10 ms, 4 in (10, 20], 2 in (20, 50].
+    rows = [(0.01, 4.0), (0.02, 8.0), (0.05, 10.0), (math.inf, 10.0)]
+    assert promstats.quantile(rows, 0.5) == pytest.approx(0.0125)
+    assert promstats.quantile(rows, 0.9) == pytest.approx(0.035)
+    assert promstats.quantile([(0.01, 0.0), (math.inf, 0.0)], 0.5) is None
+    # Beyond the last finite bound the estimate stops there.
+    assert promstats.quantile([(0.01, 1.0), (math.inf, 3.0)], 0.99) == 0.01
+
+
+def test_buckets_are_the_difference_between_two_scrapes():
+    page = """# TYPE x histogram
+x_bucket{le="0.1"} %d
+x_bucket{le="+Inf"} %d
+x_count %d
+x_sum 1.0
+"""
+    before = promstats.parse(page % (1, 2, 2))
+    after = promstats.parse(page % (4, 7, 7))
+    assert promstats.buckets(before, after, "x") == [(0.1, 3.0), (math.inf, 5.0)]
+    assert promstats.delta(before, after, "x_count") == 5.0
+
+
+def test_callers_rotate_fixtures_and_barge_in_two_seconds_into_the_answer():
+    a, b = caller_scenario(0), caller_scenario(1)
+    assert a.utterances[0].wav == QUESTIONS[0] and b.utterances[0].wav == QUESTIONS[1]
+    assert a.utterances[1].wav == INTERRUPTS[0] and b.utterances[1].wav == INTERRUPTS[1]
+    cut = a.utterances[1]
+    assert (cut.after, cut.delay_s, cut.expect_interrupt) == ("playback.started", 2.0, True)
+
+
+def test_report_renders_missing_figures_as_dashes():
+    empty = {"p50": None, "p95": None, "p99": None, "n": 0}
+    level = {
+        "n": 1, "calls_ok": 0, "interrupt_latency_ms": empty, "interrupt_overhead_ms": empty, "decision_overhead_ms": empty,
+        "voice_to_voice_ms": empty, "voice_to_voice_overhead_ms": empty, "missed_interrupts": 0, "bytes_after_interrupt": 0,
+        "input_lag_ms": empty, "asr_queue_wait_ms": empty, "agent_queue_wait_ms": empty, "server_cpu_pct_per_caller": 1.0,
+        "server_cpu_pct": 1.0, "bench_cpu_pct": 1.0, "rss_mb_per_caller": 1.0, "client_send_lag_p95_ms": None, "realtime": False,
+    }
+    text = full_report({"machine": "m", "command": "c", "scale": {"levels": [level], "realtime_lost_at_n": 1}})
+    assert "-/-/-" in text and "first lost at N = 1" in text
+    assert spread([None, 1.0, 3.0]) == {"p50": 1.0, "p95": 3.0, "p99": 3.0, "n": 2}

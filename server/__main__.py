@@ -13,7 +13,7 @@ import uvicorn
 
 from server import LISTENING_PREFIX
 from server.app import ServerSettings, create_app
-from server.protocol import MAX_CLIENT_FRAME_BYTES
+from server.limits import ENV_PREFIX, limits_from
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -28,7 +28,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="where projects and saved histories live (default: ./data)")
     parser.add_argument("--api-key", action="append", dest="api_keys", metavar="KEY",
                         help="accept only this API key (repeatable); default: any non-empty key")
-    parser.add_argument("--max-sessions", type=int, default=200, help="concurrent realtime sessions allowed (default: 200)")
+    parser.add_argument("--max-sessions", type=int, default=None,
+                        help="concurrent realtime sessions allowed (default: 200; short for --limit max_sessions=N)")
+    parser.add_argument("--limit", action="append", default=[], metavar="NAME=VALUE",
+                        help="override one limit (repeatable), e.g. --limit max_input_text_chars=4000; "
+                        f"also {ENV_PREFIX}NAME in the environment; names and defaults: README 'Limits'")
     parser.add_argument("--brain", default=None, help="agent brain: scripted (default) or openai (needs REFINERY_LLM_URL)")
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     return parser.parse_args(argv)
@@ -36,11 +40,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    overrides = [*args.limit, *([f"max_sessions={args.max_sessions}"] if args.max_sessions is not None else [])]
+    try:
+        limits = limits_from(overrides)
+    except ValueError as exc:
+        print(f"python -m server: {exc}", file=sys.stderr)
+        return 2
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = ServerSettings(
         data_dir=args.data_dir,
         api_keys=frozenset(args.api_keys) if args.api_keys else None,
-        max_sessions=args.max_sessions,
+        limits=limits,
         brain=args.brain,
     )
     app = create_app(settings)
@@ -53,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     sock.listen(128)
     host, port = sock.getsockname()[:2]
-    config = uvicorn.Config(app, log_level=args.log_level, ws_max_size=4 * MAX_CLIENT_FRAME_BYTES, ws_ping_interval=None)
+    config = uvicorn.Config(app, log_level=args.log_level, ws_max_size=4 * limits.max_frame_bytes, ws_ping_interval=None)
     server = uvicorn.Server(config)
     print(f"{LISTENING_PREFIX}http://{host}:{port}", flush=True)
     server.run(sockets=[sock])

@@ -23,7 +23,8 @@ from server import protocol as proto
 from server.config import load_project_config
 from server.engines import build_engines
 from server.history import HistoryStore
-from server.projects import NAME_RE, ProjectStore, UnknownProject
+from server.limits import DEFAULT_LIMITS, Limits
+from server.projects import ProjectStore, UnknownProject, name_problem
 from server.session import PersistHistory, Send, Session, StartJob
 from server.work import Job, run_job
 
@@ -38,17 +39,28 @@ _POOL = ThreadPoolExecutor(max_workers=4, thread_name_prefix="refinery-engine")
 class SessionRegistry:
     """Live sessions, for limits and the inspection API."""
 
-    def __init__(self, limit: int) -> None:
+    def __init__(self, limit: int, per_project: int | None = None) -> None:
         self.limit = limit
+        self.per_project = limit if per_project is None else per_project
         self._live: dict[str, Session] = {}
 
-    def add(self, session: Session) -> bool:
+    def refusal(self, project: str) -> str | None:
+        """Why one more session on ``project`` would go over a limit, or None."""
         if len(self._live) >= self.limit:
+            return f"server is at its limit of {self.limit} sessions (limit max_sessions); retry later"
+        if sum(s.project == project for s in self._live.values()) >= self.per_project:
+            return (f"project {project!r} is at its limit of {self.per_project} sessions "
+                    "(limit max_sessions_per_project); retry later")
+        return None
+
+    def add(self, session: Session) -> bool:
+        if self.refusal(session.project) is not None:
             return False
         self._live[session.session_id] = session
         return True
 
     def remove(self, session_id: str) -> None:
+        """Forget a session; idempotent."""
         self._live.pop(session_id, None)
 
     def count(self) -> int:
@@ -96,16 +108,17 @@ class RealtimeEndpoint:
             return
         name, _, version = params["project"].partition(":")
         uuid = params["uuid"]
-        if not NAME_RE.match(uuid):
-            await _deny(websocket, 400, "bad_uuid", f"session uuid {uuid!r} must match ^[A-Za-z0-9_-]+$")
+        limits = self.settings.limits
+        if problem := name_problem(uuid, "session uuid", limits.max_uuid_chars, "max_uuid_chars"):
+            await _deny(websocket, 400, "bad_uuid", problem)
             return
         try:
             stored = self.projects.get(name, int(version) if version else None)
         except (UnknownProject, ValueError) as exc:
             await _deny(websocket, 404, "unknown_project", str(exc))
             return
-        if self.registry.count() >= self.registry.limit:
-            await _deny(websocket, 503, "too_many_sessions", f"server is at its limit of {self.registry.limit} sessions; retry later")
+        if refusal := self.registry.refusal(stored.name):
+            await _deny(websocket, 503, "too_many_sessions", refusal)
             return
         await websocket.accept()
         try:
@@ -121,7 +134,9 @@ class RealtimeEndpoint:
             await websocket.close(code=1008)
             return
         try:
-            await SessionConnection(websocket, session, self.histories, self.settings.ping_interval_s).run()
+            await SessionConnection(
+                websocket, session, self.histories, self.settings.ping_interval_s, limits=limits
+            ).run()
         finally:
             self.registry.remove(session.session_id)
 
@@ -140,9 +155,16 @@ class SessionConnection:
     """Runs one session over one accepted WebSocket until either side leaves."""
 
     def __init__(
-        self, websocket: WebSocket, session: Session, histories: HistoryStore, ping_interval_s: float = PING_INTERVAL_S
+        self,
+        websocket: WebSocket,
+        session: Session,
+        histories: HistoryStore,
+        ping_interval_s: float = PING_INTERVAL_S,
+        *,
+        limits: Limits = DEFAULT_LIMITS,
     ) -> None:
         self.ws = websocket
+        self.limits = limits
         self.ping_interval_s = ping_interval_s
         self.session = session
         self.histories = histories
@@ -215,7 +237,7 @@ class SessionConnection:
             data = message.get("text")
             if data is None:
                 data = message.get("bytes") or b""
-            self.dispatch(self.session.receive(self.now(), proto.parse_client_message(data)))
+            self.dispatch(self.session.receive(self.now(), proto.parse_client_message(data, self.limits)))
 
     async def run(self) -> None:
         self.dispatch(self.session.start(self.now()))

@@ -63,7 +63,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     sock.listen(128)
     host, port = sock.getsockname()[:2]
-    config = uvicorn.Config(app, log_level=args.log_level, ws_max_size=4 * limits.max_frame_bytes, ws_ping_interval=None)
+    # On SIGTERM uvicorn closes every WebSocket (1012) and waits for the
+    # handlers; a handler that still runs after 1 s is cancelled, so shutdown
+    # is bounded whatever the sessions are doing.
+    config = uvicorn.Config(app, log_level=args.log_level, ws_max_size=4 * limits.max_frame_bytes, ws_ping_interval=None,
+                            timeout_graceful_shutdown=1)
     server = uvicorn.Server(config)
     print(f"{LISTENING_PREFIX}http://{host}:{port}", flush=True)
     server.run(sockets=[sock])

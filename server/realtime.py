@@ -26,11 +26,14 @@ from server.history import HistoryStore
 from server.limits import DEFAULT_LIMITS, Limits
 from server.projects import ProjectStore, UnknownProject, name_problem
 from server.session import PersistHistory, Send, Session, StartJob
-from server.work import Job, run_job
+from server.work import Job, JobResult, run_job
 
 log = logging.getLogger("refinery.realtime")
 
 PING_INTERVAL_S = 10.0
+#: How long a closing session waits for its cancelled tasks before it lets go
+#: of them (its registry slot is already free by then).
+CLEANUP_WAIT_S = 1.0
 #: Engine work shares one pool: 2 cores gain nothing from more threads, and
 #: the session's audio path never waits on it.
 _POOL = ThreadPoolExecutor(max_workers=4, thread_name_prefix="refinery-engine")
@@ -135,7 +138,8 @@ class RealtimeEndpoint:
             return
         try:
             await SessionConnection(
-                websocket, session, self.histories, self.settings.ping_interval_s, limits=limits
+                websocket, session, self.histories, self.settings.ping_interval_s, limits=limits,
+                on_close=lambda: self.registry.remove(session.session_id),
             ).run()
         finally:
             self.registry.remove(session.session_id)
@@ -162,9 +166,11 @@ class SessionConnection:
         ping_interval_s: float = PING_INTERVAL_S,
         *,
         limits: Limits = DEFAULT_LIMITS,
+        on_close: Callable[[], None] = lambda: None,
     ) -> None:
         self.ws = websocket
         self.limits = limits
+        self.on_close = on_close
         self.ping_interval_s = ping_interval_s
         self.session = session
         self.histories = histories
@@ -197,14 +203,19 @@ class SessionConnection:
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
 
+    def _run_if_open(self, job: Job) -> JobResult | None:
+        # Runs in a pool thread: the jobs of a session whose client has gone
+        # are dropped when their turn comes, not run for nobody.
+        return None if self.closed else run_job(job)
+
     async def _run_job(self, job: Job) -> None:
         loop = asyncio.get_running_loop()
         if job.kind == "transcribe":
             async with self.asr_lock:
-                result = await loop.run_in_executor(_POOL, run_job, job)
+                result = await loop.run_in_executor(_POOL, self._run_if_open, job)
         else:
-            result = await loop.run_in_executor(_POOL, run_job, job)
-        if not self.closed:
+            result = await loop.run_in_executor(_POOL, self._run_if_open, job)
+        if result is not None and not self.closed:
             self.dispatch(self.session.job_done(self.now(), result))
 
     async def _sender(self) -> None:
@@ -215,14 +226,23 @@ class SessionConnection:
             await self.ws.send_text(json.dumps(event, separators=(",", ":")))
 
     async def _timers(self) -> None:
+        # A loop timer sets ``wake`` instead of ``asyncio.wait_for``: on Python
+        # 3.11 wait_for can swallow a cancel that lands in the same loop step
+        # as its wake-up (fixed in 3.12), and this task must end when cancelled.
+        loop = asyncio.get_running_loop()
         while True:
             deadline = self.session.next_deadline()
             self.wake.clear()
-            timeout = None if deadline is None else max(0.0, deadline - self.now())
-            try:
-                await asyncio.wait_for(self.wake.wait(), timeout)
-            except asyncio.TimeoutError:
+            if deadline is not None and deadline <= self.now():
                 self.dispatch(self.session.tick(self.now()))
+                await asyncio.sleep(0)  # a tick that leaves the deadline due must not spin the loop
+                continue
+            timer = None if deadline is None else loop.call_later(deadline - self.now(), self.wake.set)
+            try:
+                await self.wake.wait()
+            finally:
+                if timer is not None:
+                    timer.cancel()
 
     async def _pinger(self) -> None:
         while True:
@@ -255,11 +275,18 @@ class SessionConnection:
                 except Exception:
                     pass
         finally:
+            # Release the session's slot before awaiting anything, so nothing
+            # below (a task slow to honour its cancel) can leak it.
             self.closed = True
+            self.on_close()
             self.session.close()
-            for task in [*workers, *self.tasks]:
+            pending = [*workers, *self.tasks]
+            for task in pending:
                 task.cancel()
-            await asyncio.gather(*workers, *self.tasks, return_exceptions=True)
+            if pending:
+                _, stuck = await asyncio.wait(pending, timeout=CLEANUP_WAIT_S)
+                if stuck:
+                    log.warning("session %s: %d task(s) still ending after cancel", self.session.session_id, len(stuck))
             for result in await asyncio.gather(*self.saves, return_exceptions=True):
                 if isinstance(result, Exception):
                     log.error("session %s: saving history failed: %s", self.session.session_id, result)

@@ -118,3 +118,34 @@ def test_refused_connections_say_why(server):
     assert results["no key"][0] == 401 and "Authorization" in results["no key"][1]
     assert results["unknown project"][0] == 404 and "ghost" in results["unknown project"][1]
     assert results["bad uuid"][0] == 400
+
+
+def test_sigterm_with_sessions_mid_response_stops_the_server(tmp_path):
+    # Before: 50 callers connected needed SIGKILL. Now the process exits on
+    # SIGTERM (the figure, well under 2 s, is printed by the stress suite).
+    with running_server(tmp_path) as handle:
+        assert httpx.post(f"{handle.url}/distiller/create", headers=HEADERS,
+                          json={"project": "p", "config": CONFIG}).status_code == 201
+
+        async def scenario() -> list[int | None]:
+            sockets = []
+            for i in range(20):
+                ws = await websockets.connect(ws_url(handle, f"c{i}"), additional_headers=HEADERS, max_size=None)
+                await _until(ws, "session.created")
+                await ws.send(json.dumps({"type": "input_text", "text": "Tell me about stocks and bonds."}))
+                sockets.append(ws)
+            await _until(sockets[-1], "response.audio.delta")
+            handle.process.terminate()
+            codes = []
+            for ws in sockets:
+                try:
+                    while True:
+                        await asyncio.wait_for(ws.recv(), 30)
+                except websockets.ConnectionClosed as closed:
+                    codes.append(closed.rcvd.code if closed.rcvd else None)
+            return codes
+
+        codes = asyncio.run(scenario())
+        assert handle.process.wait(timeout=30) in (0, -15), handle.log_tail()  # uvicorn re-raises SIGTERM
+        # 1012 (service restart) is uvicorn's close on shutdown; None: the socket closed with no close frame.
+        assert set(codes) <= {1012, None}, codes

@@ -50,9 +50,9 @@ class Limits:
     #: Versions of one project in the store (HTTP 507 beyond).
     max_versions_per_project: int = 100
     #: Bytes of events queued for one client that is not reading; beyond, the
-    #: session is closed with code 1013 (see docs/design.md, "Slow clients").
+    #: session is closed with code 1008 and a reason naming this limit.
     max_send_queue_bytes: int = 16 << 20
-    #: Seconds one send to a client may block before the session is closed (1013).
+    #: Seconds one send to a client may block before the session is closed (1008).
     max_send_stall_s: float = 30.0
     #: Input audio accepted ahead of real time, in seconds of audio; beyond it,
     #: appended audio is dropped with warning ``audio_too_fast``.

@@ -9,11 +9,11 @@ threads and sends what the session returns, in order, from one sender task.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import json
 import logging
 import time
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable
 
 from starlette.responses import JSONResponse
@@ -21,12 +21,13 @@ from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from server import protocol as proto
 from server.config import load_project_config
+from server.engine_pool import EnginePool
 from server.engines import build_engines
 from server.history import HistoryStore
 from server.limits import DEFAULT_LIMITS, Limits
 from server.projects import ProjectStore, UnknownProject, name_problem
 from server.session import PersistHistory, Send, Session, StartJob
-from server.work import Job, JobResult, run_job
+from server.work import Job, JobFailed, JobResult, run_job
 
 log = logging.getLogger("refinery.realtime")
 
@@ -36,7 +37,7 @@ PING_INTERVAL_S = 10.0
 CLEANUP_WAIT_S = 1.0
 #: Engine work shares one pool: 2 cores gain nothing from more threads, and
 #: the session's audio path never waits on it.
-_POOL = ThreadPoolExecutor(max_workers=4, thread_name_prefix="refinery-engine")
+_POOL = EnginePool(workers=4)
 
 
 class SessionRegistry:
@@ -155,8 +156,41 @@ class RealtimeEndpoint:
         )
 
 
+#: Close code for a client dropped by a limit (RFC 6455 1008, policy violation).
+CLOSE_LIMIT = 1008
+
+
+class AudioBudget:
+    """Token bucket bounding input audio to real time plus ``ahead_s`` seconds.
+
+    Credit (seconds of audio) accrues at 1 s per wall-clock second, capped at
+    ``ahead_s``, and starts full: a client may burst ``ahead_s`` of audio at
+    once, then no faster than real time on average.
+    """
+
+    def __init__(self, ahead_s: float, t: float) -> None:
+        self.ahead_s = ahead_s
+        self.credit = ahead_s
+        self.t = t
+
+    def take(self, t: float, duration_s: float) -> bool:
+        """Whether ``duration_s`` of audio arriving at ``t`` fits (and spend it)."""
+        self.credit = min(self.ahead_s, self.credit + (t - self.t))
+        self.t = t
+        if duration_s > self.credit:
+            return False
+        self.credit -= duration_s
+        return True
+
+
 class SessionConnection:
-    """Runs one session over one accepted WebSocket until either side leaves."""
+    """Runs one session over one accepted WebSocket until either side leaves.
+
+    Slow clients: events wait in an outbox as serialized text. When more than
+    ``limits.max_send_queue_bytes`` wait, or one send blocks longer than
+    ``limits.max_send_stall_s``, the session is closed with code 1008 and a
+    reason naming the limit; other sessions never wait on it.
+    """
 
     def __init__(
         self,
@@ -175,7 +209,12 @@ class SessionConnection:
         self.session = session
         self.histories = histories
         self.t0 = time.monotonic()
-        self.outbox: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
+        self.outbox: asyncio.Queue[str] = asyncio.Queue()
+        self.queued_bytes = 0
+        self.failure: tuple[int, str] | None = None
+        self.failed = asyncio.Event()
+        self.audio_budget = AudioBudget(limits.max_audio_ahead_s, self.now())
+        self.dropping_audio = False
         self.wake = asyncio.Event()
         self.asr_lock = asyncio.Lock()  # ASR calls of one session run in order
         self.tasks: set[asyncio.Task] = set()
@@ -189,7 +228,7 @@ class SessionConnection:
         """Act on what the session returned. Never awaits: order is kept."""
         for out in outputs:
             if isinstance(out, Send):
-                self.outbox.put_nowait(out.event)
+                self._enqueue(out.event)
             elif isinstance(out, StartJob):
                 self._spawn(self._run_job(out.job))
             elif isinstance(out, PersistHistory):
@@ -197,6 +236,20 @@ class SessionConnection:
                 save = asyncio.to_thread(self.histories.save, self.session.project, self.session.uuid, out.history)
                 self.saves.append(asyncio.get_running_loop().create_task(save))
         self.wake.set()
+
+    def _enqueue(self, event: dict[str, Any]) -> None:
+        text = json.dumps(event, separators=(",", ":"))
+        self.queued_bytes += len(text)
+        self.outbox.put_nowait(text)
+        if self.queued_bytes > self.limits.max_send_queue_bytes:
+            self._fail(CLOSE_LIMIT, f"client not reading: {self.queued_bytes} bytes queued (limit max_send_queue_bytes)")
+
+    def _fail(self, code: int, reason: str) -> None:
+        """End the session from inside (a limit): close with ``code`` and ``reason``."""
+        if self.failure is None:
+            log.warning("session %s closed by the server (%d): %s", self.session.session_id, code, reason)
+            self.failure = (code, reason)
+            self.failed.set()
 
     def _spawn(self, coro) -> None:
         task = asyncio.get_running_loop().create_task(coro)
@@ -208,22 +261,32 @@ class SessionConnection:
         # are dropped when their turn comes, not run for nobody.
         return None if self.closed else run_job(job)
 
+    async def _run_in_pool(self, job: Job) -> JobResult | None:
+        try:
+            return await _POOL.run(self._run_if_open, job, timeout_s=self.limits.engine_timeout_s)
+        except TimeoutError:
+            return JobFailed(job.job_id, f"{job.kind} engine timed out after {self.limits.engine_timeout_s:g} s "
+                                         "(limit engine_timeout_s)")
+
     async def _run_job(self, job: Job) -> None:
-        loop = asyncio.get_running_loop()
         if job.kind == "transcribe":
             async with self.asr_lock:
-                result = await loop.run_in_executor(_POOL, self._run_if_open, job)
+                result = await self._run_in_pool(job)
         else:
-            result = await loop.run_in_executor(_POOL, self._run_if_open, job)
+            result = await self._run_in_pool(job)
         if result is not None and not self.closed:
             self.dispatch(self.session.job_done(self.now(), result))
 
     async def _sender(self) -> None:
         while True:
-            event = await self.outbox.get()
-            if event is None:
+            text = await self.outbox.get()
+            try:
+                async with asyncio.timeout(self.limits.max_send_stall_s):
+                    await self.ws.send_text(text)
+            except TimeoutError:
+                self._fail(CLOSE_LIMIT, f"client not reading for {self.limits.max_send_stall_s:g} s (limit max_send_stall_s)")
                 return
-            await self.ws.send_text(json.dumps(event, separators=(",", ":")))
+            self.queued_bytes -= len(text)
 
     async def _timers(self) -> None:
         # A loop timer sets ``wake`` instead of ``asyncio.wait_for``: on Python
@@ -247,7 +310,7 @@ class SessionConnection:
     async def _pinger(self) -> None:
         while True:
             await asyncio.sleep(self.ping_interval_s)
-            self.outbox.put_nowait(proto.ping())
+            self._enqueue(proto.ping())
 
     async def _receiver(self) -> None:
         while True:
@@ -257,23 +320,53 @@ class SessionConnection:
             data = message.get("text")
             if data is None:
                 data = message.get("bytes") or b""
-            self.dispatch(self.session.receive(self.now(), proto.parse_client_message(data, self.limits)))
+            msg = self._within_audio_budget(proto.parse_client_message(data, self.limits))
+            if msg is not None:
+                self.dispatch(self.session.receive(self.now(), msg))
+
+    def _within_audio_budget(self, msg: proto.ClientMessage | proto.BadFrame) -> proto.ClientMessage | proto.BadFrame | None:
+        """Audio beyond real time + ``max_audio_ahead_s`` is dropped: one warning per run of drops."""
+        if not isinstance(msg, proto.AudioAppend):
+            return msg
+        if self.audio_budget.take(self.now(), len(msg.pcm) / 2 / self.session.sample_rate):
+            self.dropping_audio = False
+            return msg
+        if self.dropping_audio:
+            return None
+        self.dropping_audio = True
+        return proto.BadFrame(
+            "audio_too_fast",
+            f"audio arrives faster than real time beyond {self.limits.max_audio_ahead_s:g} s ahead "
+            "(limit max_audio_ahead_s); dropped until it slows to real time",
+        )
 
     async def run(self) -> None:
         self.dispatch(self.session.start(self.now()))
-        workers = [asyncio.create_task(c) for c in (self._sender(), self._timers(), self._pinger())]
+        receiver = asyncio.create_task(self._receiver())
+        failed = asyncio.create_task(self.failed.wait())
+        workers = [receiver, failed, *(asyncio.create_task(c) for c in (self._sender(), self._timers(), self._pinger()))]
         try:
-            await self._receiver()
+            await asyncio.wait({receiver, failed}, return_when=asyncio.FIRST_COMPLETED)
+            if receiver.done():
+                receiver.result()  # raises what the receiver raised
+            else:
+                receiver.cancel()
+                code, reason = self.failure or (1011, "server error")
+                # Bounded: the client may not be reading, so even the close frame may not go out.
+                with contextlib.suppress(Exception):
+                    async with asyncio.timeout(CLEANUP_WAIT_S):
+                        await self.ws.close(code=code, reason=reason[:120])
         except WebSocketDisconnect:
             pass
         except Exception:
             log.exception("session %s failed; closing it with 1011", self.session.session_id)
             if self.ws.client_state == WebSocketState.CONNECTED:
-                try:
-                    await self.ws.send_text(json.dumps(proto.error("internal_error", "the server failed on this session; see its log")))
-                    await self.ws.close(code=1011)
-                except Exception:
-                    pass
+                with contextlib.suppress(Exception):
+                    async with asyncio.timeout(CLEANUP_WAIT_S):
+                        await self.ws.send_text(
+                            json.dumps(proto.error("internal_error", "the server failed on this session; see its log"))
+                        )
+                        await self.ws.close(code=1011)
         finally:
             # Release the session's slot before awaiting anything, so nothing
             # below (a task slow to honour its cancel) can leak it.

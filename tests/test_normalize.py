@@ -136,3 +136,13 @@ def test_split_then_normalize_round_trip_keeps_all_words() -> None:
     text = "It costs $3.50, i.e. cheap. We sold 1,250 of them in the 2nd quarter!"
     joined = " ".join(normalize_text(s) for s in split_sentences(text))
     assert joined == normalize_text(text)
+
+
+def test_split_sentences_cuts_run_on_sentences_for_bounded_tts_calls() -> None:
+    run_on = " ".join(["word"] * 500)
+    parts = split_sentences(run_on)
+    assert len(parts) > 1 and all(len(p) <= 250 for p in parts)
+    assert " ".join(parts) == run_on
+    commas = ", ".join(["a clause of some words"] * 30) + "."
+    assert all(p.endswith(",") or p.endswith(".") for p in split_sentences(commas))
+    assert split_sentences("x" * 600, max_chars=250) == ["x" * 250, "x" * 250, "x" * 100]

@@ -10,6 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route, WebSocketRoute
@@ -21,6 +23,7 @@ from server.engines import engine_name_issues
 from server.history import HistoryStore
 from server.limits import DEFAULT_LIMITS, LimitExceeded, Limits
 from server.projects import ProjectStore, UnknownProject
+from server.security import DEFAULT_ALLOWED_ORIGINS
 from server.realtime import RealtimeEndpoint, SessionRegistry
 
 log = logging.getLogger("refinery.app")
@@ -35,6 +38,11 @@ class ServerSettings:
     data_dir: Path
     api_keys: frozenset[str] | None = None
     limits: Limits = DEFAULT_LIMITS
+    #: Page origins allowed to open the realtime WebSocket (no Origin: a non-browser client, allowed).
+    allowed_origins: tuple[str, ...] = DEFAULT_ALLOWED_ORIGINS
+    #: ``Host`` names served; None serves any (in-process use). ``python -m server``
+    #: passes the loopback names unless told otherwise.
+    allowed_hosts: tuple[str, ...] | None = None
     brain: str | None = None
     ping_interval_s: float = 10.0
     extra: dict[str, Any] = field(default_factory=dict)
@@ -206,7 +214,11 @@ def create_app(settings: ServerSettings) -> Starlette:
         Route("/sessions/{session_id}", get_session, methods=["GET"]),
         WebSocketRoute("/distiller/realtime/{account}/{project}/{uuid}", realtime),
     ]
-    app = Starlette(routes=routes)
+    middleware = []
+    if settings.allowed_hosts is not None:
+        # Starlette's own Host check (HTTP and WebSocket): 400 for any other name.
+        middleware.append(Middleware(TrustedHostMiddleware, allowed_hosts=list(settings.allowed_hosts), www_redirect=False))
+    app = Starlette(routes=routes, middleware=middleware)
     app.state.settings = settings
     app.state.registry = registry
     return app

@@ -26,6 +26,7 @@ from server.engines import build_engines
 from server.history import HistoryStore
 from server.limits import DEFAULT_LIMITS, Limits
 from server.projects import ProjectStore, UnknownProject, name_problem
+from server.security import origin_allowed
 from server.session import PersistHistory, Send, Session, StartJob
 from server.work import Job, JobFailed, JobResult, run_job
 
@@ -106,6 +107,13 @@ class RealtimeEndpoint:
     async def __call__(self, scope, receive, send) -> None:
         websocket = WebSocket(scope, receive, send)
         params = websocket.path_params
+        origin = websocket.headers.get("origin")
+        if not origin_allowed(origin, self.settings.allowed_origins):
+            shown = origin if len(origin) <= 80 else origin[:80] + "..."
+            await _deny(websocket, 403, "origin_refused",
+                        f"origin {shown!r} may not open sessions (cross-site WebSocket); start the server "
+                        "with --allow-origin ORIGIN to allow that page")
+            return
         reason = self.check_key(self.settings, websocket.headers)
         if reason:
             await _deny(websocket, 401, "unauthorized", reason)

@@ -3,8 +3,10 @@ realtime WebSocket route (handled in :mod:`server.realtime`)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -190,9 +192,11 @@ def create_app(settings: ServerSettings) -> Starlette:
         return JSONResponse({"valid": True, "warnings": _issues_json(loaded.warnings)})
 
     async def health(request: Request) -> JSONResponse:
-        return JSONResponse(
-            {"status": "ok", "version": __version__, "sessions": registry.count(), "limits": limits.as_dict()}
-        )
+        # tasks and threads: what the stress suite checks returns to its baseline.
+        return JSONResponse({
+            "status": "ok", "version": __version__, "sessions": registry.count(),
+            "tasks": len(asyncio.all_tasks()), "threads": threading.active_count(), "limits": limits.as_dict(),
+        })
 
     async def list_sessions(request: Request) -> JSONResponse:
         return JSONResponse({"sessions": registry.inspect_all()})

@@ -15,21 +15,12 @@ from server import protocol as proto
 from server.app import ServerSettings, create_app
 from server.bounded import load_json_bounded, load_yaml_bounded
 from server.limits import DEFAULT_LIMITS, LimitExceeded, Limits, limits_from
+from tests.support.hostile import billion_laughs
 
 ROOT = Path(__file__).resolve().parents[1]
 TUTORIAL_TEXT = (ROOT / "fixtures/configs/bargein_flow_superagent_realtime.yaml").read_text()
 TUTORIAL = yaml.safe_load(TUTORIAL_TEXT)
 AUTH = {"Authorization": "Bearer limits"}
-
-
-def billion_laughs(levels: int = 9) -> str:
-    """The classic alias bomb: 9 levels of 9 aliases, ~10^9 strings once expanded, ~350 bytes."""
-    lines = ['a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]']
-    prev = "a"
-    for name in "bcdefghijklm"[: levels - 1]:
-        lines.append(f"{name}: &{name} [" + ",".join([f"*{prev}"] * 9) + "]")
-        prev = name
-    return "\n".join(lines) + "\n"
 
 
 def nested_json(depth: int) -> str:

@@ -23,6 +23,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from server.limits import DEFAULT_LIMITS
 from server.protocol import (
     MAX_CLIENT_FRAME_BYTES,
     AudioAppend,
@@ -35,9 +36,11 @@ from server.protocol import (
     ResponseCancel,
     SessionUpdate,
     TextInput,
+    clip,
     decode_pcm16,
     encode_client_message,
 )
+
 # The origin policy is shared with the server; bridge code imports it from here.
 from server.security import DEFAULT_ALLOWED_ORIGINS, check_origin_pattern, origin_allowed  # noqa: F401
 
@@ -136,7 +139,7 @@ def browser_to_actions(frame: str | bytes) -> list[Action]:
         return [_forward(SessionUpdate()), SetRecording(True), Reply({"type": "recording_started"})]
     if kind == "stop_recording":
         return [SetRecording(False), _forward(AudioCommit()), Reply({"type": "recording_stopped"})]
-    return [_bad("unknown_type", f"unknown frame type {kind!r}; known: {', '.join(sorted(BROWSER_TYPES))}")]
+    return [_bad("unknown_type", f"unknown frame type {clip(kind, DEFAULT_LIMITS.max_echo_chars)!r}; known: {', '.join(sorted(BROWSER_TYPES))}")]
 
 
 def _append(obj: dict[str, Any]) -> list[Action]:

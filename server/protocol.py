@@ -129,7 +129,8 @@ def decode_pcm16(b64: Any, *, field: str = "audio") -> bytes | BadFrame:
     return pcm
 
 
-def _clip(text: str, limit: int) -> str:
+def clip(text: str, limit: int) -> str:
+    """``text`` cut to ``limit`` characters, saying how long it was: for quoting client input back."""
     return text if len(text) <= limit else text[:limit] + f"...({len(text)} characters)"
 
 
@@ -186,7 +187,7 @@ def parse_client_message(frame: str | bytes, limits: Limits = DEFAULT_LIMITS) ->
         return text if isinstance(text, BadFrame) else TextInput(text)
     return BadFrame(
         "unknown_type",
-        f"unknown message type {_clip(kind, limits.max_echo_chars)!r}; known: {', '.join(sorted(CLIENT_TYPES))}",
+        f"unknown message type {clip(kind, limits.max_echo_chars)!r}; known: {', '.join(sorted(CLIENT_TYPES))}",
     )
 
 

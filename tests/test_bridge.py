@@ -588,3 +588,8 @@ def test_sdk_realtime_voice_bridge_works_against_our_server(server: Any, sdk_pyt
     audio = [m for m in msgs if m["type"] == "response.audio.delta"]
     assert audio and all(len(base64.b64decode(m["delta"])) > 0 for m in audio)
     assert kinds.index("response.created") < kinds.index("response.audio.delta") < kinds.index("response.done")
+
+
+def test_unknown_browser_type_is_quoted_clipped() -> None:
+    reply = _replies(browser_to_actions(json.dumps({"type": "t" * 100_000})))[0]
+    assert reply["code"] == "unknown_type" and len(reply["message"]) < 400

@@ -98,7 +98,10 @@ def limits_from(overrides: Iterable[str] = (), env: Mapping[str, str] | None = N
     values: dict[str, int | float] = {}
     for name in names:
         if (raw := env.get(ENV_PREFIX + name.upper())) is not None:
-            values[name] = _coerce(name, raw)
+            try:
+                values[name] = _coerce(name, raw)
+            except ValueError as exc:
+                raise ValueError(f"{ENV_PREFIX + name.upper()}: {exc}") from None
     for item in overrides:
         name, sep, raw = item.partition("=")
         name = name.strip().replace("-", "_")

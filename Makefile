@@ -8,7 +8,7 @@ BRIDGE_PORT ?= 8000
 CONFIG ?= fixtures/configs/bargein_flow_superagent_realtime.yaml
 PYTEST_ARGS ?=
 
-.PHONY: setup run-stack run-server test test-fast fixtures fixtures-check bench clean
+.PHONY: setup run-stack run-server test test-fast test-stress fixtures fixtures-check bench clean
 
 # The venv and the project with its dependencies. silero-vad goes in without
 # its dependencies: they would pull a multi-GB torch, and we only need the ONNX
@@ -41,6 +41,10 @@ test-fast: setup
 BENCH_ARGS ?=
 bench: setup
 	$(PY) -m bench $(BENCH_ARGS)
+# The stress suite of tests/stress at full size (make test runs it small);
+# prints its figures and writes out/stress-figures.json. ~5-8 min on 2 cores.
+test-stress: setup
+	$(PY) -m pytest tests/stress -m stress --stress-scale full -p no:cacheprovider $(PYTEST_ARGS)
 
 # Regenerate the committed speech fixtures (natural voices: hibari, piper).
 fixtures: setup

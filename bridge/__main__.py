@@ -25,6 +25,14 @@ import uvicorn
 from bridge.app import BridgeSettings, create_app
 from bridge.translate import DEFAULT_ALLOWED_ORIGINS, check_origin_pattern, check_session_id
 from bridge.upstream import ServiceTarget, UpstreamError, create_project, load_config_file, validate_key
+from server.security import (
+    DEFAULT_ALLOWED_HOSTS,
+    binding_problem,
+    install_redaction,
+    is_loopback,
+    read_key_file,
+    remote_warning,
+)
 
 #: The line tests and ``bridge.stack`` wait for.
 LISTENING_PREFIX = "refinery-mock bridge listening on "
@@ -38,6 +46,8 @@ def build_parser() -> argparse.ArgumentParser:
         "to its own realtime session on the service.",
     )
     p.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1)")
+    p.add_argument("--allow-remote", action="store_true",
+                   help="allow --host to be a non-loopback address (other machines can then use the bridge)")
     p.add_argument("--port", type=int, default=8000, help="port for HTTP and WebSocket; 0 picks a free one (default 8000)")
     p.add_argument("--server", default="http://127.0.0.1:8080", help="base URL of the service (default http://127.0.0.1:8080)")
     p.add_argument("--project", default="example", help="project name to open sessions on (default example)")
@@ -46,8 +56,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--api-key",
         default=os.environ.get("AIR_API_KEY") or os.environ.get("API_KEY") or "local-dev-key",
-        help="API key sent to the service (default: $AIR_API_KEY, else $API_KEY, else 'local-dev-key')",
+        help="API key sent to the service (default: $AIR_API_KEY, else $API_KEY, else 'local-dev-key'); "
+        "visible to other users in `ps`: prefer the environment or --api-key-file",
     )
+    p.add_argument("--api-key-file", type=Path, default=None, help="read the API key from this file (first line)")
     p.add_argument("--uuid", default=None, help="one session uuid for every browser (default: a new one per connection)")
     p.add_argument(
         "--allow-origin",
@@ -63,15 +75,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 def settings_from_args(args: argparse.Namespace) -> BridgeSettings:
     """Validate the command line into settings; ``ValueError`` names the bad option."""
+    if problem := binding_problem(args.host, args.allow_remote):
+        raise ValueError(problem)
     target = ServiceTarget(
         base_url=args.server,
         project=check_session_id(args.project, what="--project"),
-        api_key=args.api_key,
+        api_key=read_key_file(args.api_key_file)[0] if args.api_key_file else args.api_key,
         project_version=args.project_version,
     )
     origins = tuple(check_origin_pattern(o) for o in args.allow_origin) if args.allow_origin else DEFAULT_ALLOWED_ORIGINS
     fixed = check_session_id(args.uuid, what="--uuid") if args.uuid else None
-    return BridgeSettings(target=target, allowed_origins=origins, fixed_uuid=fixed)
+    hosts = DEFAULT_ALLOWED_HOSTS if is_loopback(args.host) else None
+    return BridgeSettings(target=target, allowed_origins=origins, fixed_uuid=fixed, allowed_hosts=hosts)
 
 
 async def register(target: ServiceTarget, config_path: Path) -> object:
@@ -119,6 +134,10 @@ def main(argv: list[str] | None = None) -> int:
         log_level=args.log_level,
         lifespan="off",
     )
+    # After uvicorn configured its log handlers: the key reaches no log, at any level.
+    install_redaction([settings.target.api_key])
+    if not is_loopback(args.host):
+        print(remote_warning(args.host), file=sys.stderr, flush=True)
     _AnnouncingServer(config).run()
     return 0
 

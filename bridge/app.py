@@ -20,6 +20,8 @@ from typing import Any
 import httpx
 import websockets
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Mount, Route, WebSocketRoute
@@ -64,6 +66,8 @@ class BridgeSettings:
     #: gives each connection its own uuid unless the page passes ``?uuid=``.
     fixed_uuid: str | None = None
     static_dir: Path = STATIC_DIR
+    #: ``Host`` names served (DNS-rebinding guard); None serves any (in-process use).
+    allowed_hosts: tuple[str, ...] | None = None
 
 
 @dataclass
@@ -131,7 +135,10 @@ def create_app(settings: BridgeSettings) -> Starlette:
         Route("/api/stats", stats),
         Mount("/static", StaticFiles(directory=settings.static_dir), name="static"),
     ]
-    app = Starlette(routes=routes)
+    middleware = []
+    if settings.allowed_hosts is not None:
+        middleware.append(Middleware(TrustedHostMiddleware, allowed_hosts=list(settings.allowed_hosts), www_redirect=False))
+    app = Starlette(routes=routes, middleware=middleware)
     app.state.bridge = bridge
     return app
 

@@ -51,6 +51,8 @@ class Child:
     name: str
     cmd: list[str]
     ready: re.Pattern[str]
+    #: Extra environment (secrets go here, not in ``cmd``, where ``ps`` shows them).
+    env: dict[str, str] = field(default_factory=dict)
     proc: subprocess.Popen[str] | None = None
     url: str | None = None
     _event: threading.Event = field(default_factory=threading.Event)
@@ -64,7 +66,7 @@ class Child:
             stdin=subprocess.DEVNULL,
             text=True,
             bufsize=1,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            env={**os.environ, "PYTHONUNBUFFERED": "1", **self.env},
             # Own process group: Ctrl-C reaches us only, and we stop children in order.
             start_new_session=True,
         )
@@ -108,12 +110,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--server-port", type=int, default=8080, help="server port (default 8080; 0 = any free port)")
     p.add_argument("--bridge-port", type=int, default=8000, help="bridge/page port (default 8000; 0 = any free port)")
     p.add_argument("--host", default="127.0.0.1", help="interface both bind to (default 127.0.0.1)")
+    p.add_argument("--allow-remote", action="store_true", help="allow a non-loopback --host (passed to both)")
     p.add_argument("--config", type=Path, default=DEFAULT_CONFIG, help=f"project YAML (default {DEFAULT_CONFIG.relative_to(REPO_ROOT)})")
     p.add_argument("--project", default="example", help="project name (default example)")
     p.add_argument("--data-dir", type=Path, default=Path(os.environ.get("REFINERY_DATA_DIR", REPO_ROOT / "data")),
                    help="server data directory (default ./data)")
     # No default of our own: the bridge's (AIR_API_KEY, API_KEY, local-dev-key) applies.
-    p.add_argument("--api-key", default=None, help="API key the bridge uses (default: the bridge's own default)")
+    p.add_argument("--api-key", default=None,
+                   help="API key the bridge uses, handed over in its environment (default: the bridge's own default)")
     return p
 
 
@@ -125,6 +129,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"stack: config file {args.config} not found; pass --config FILE.yaml", file=sys.stderr)
         return 2
     py = sys.executable
+    remote = ["--allow-remote"] if args.allow_remote else []
     lock = threading.Lock()
 
     def echo(line: str) -> None:
@@ -133,7 +138,8 @@ def main(argv: list[str] | None = None) -> int:
 
     server = Child(
         "server",
-        [py, "-m", "server", "--host", args.host, "--port", str(args.server_port), "--data-dir", str(args.data_dir)],
+        [py, "-m", "server", "--host", args.host, "--port", str(args.server_port), "--data-dir", str(args.data_dir),
+         *remote],
         SERVER_READY,
     )
     children = [server]
@@ -150,9 +156,9 @@ def main(argv: list[str] | None = None) -> int:
         bridge = Child(
             "bridge",
             [py, "-m", "bridge", "--host", args.host, "--port", str(args.bridge_port), "--server", server_url,
-             "--project", args.project, "--config", str(args.config),
-             *(["--api-key", args.api_key] if args.api_key else [])],
+             "--project", args.project, "--config", str(args.config), *remote],
             BRIDGE_READY,
+            env={"AIR_API_KEY": args.api_key} if args.api_key else {},
         )
         children.append(bridge)
         bridge.start(echo)

@@ -23,6 +23,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from server.limits import DEFAULT_LIMITS
 from server.protocol import (
     MAX_CLIENT_FRAME_BYTES,
     AudioAppend,
@@ -35,9 +36,13 @@ from server.protocol import (
     ResponseCancel,
     SessionUpdate,
     TextInput,
+    clip,
     decode_pcm16,
     encode_client_message,
 )
+
+# The origin policy is shared with the server; bridge code imports it from here.
+from server.security import DEFAULT_ALLOWED_ORIGINS, check_origin_pattern, origin_allowed  # noqa: F401
 
 # -- actions -----------------------------------------------------------------
 
@@ -134,7 +139,7 @@ def browser_to_actions(frame: str | bytes) -> list[Action]:
         return [_forward(SessionUpdate()), SetRecording(True), Reply({"type": "recording_started"})]
     if kind == "stop_recording":
         return [SetRecording(False), _forward(AudioCommit()), Reply({"type": "recording_stopped"})]
-    return [_bad("unknown_type", f"unknown frame type {kind!r}; known: {', '.join(sorted(BROWSER_TYPES))}")]
+    return [_bad("unknown_type", f"unknown frame type {clip(kind, DEFAULT_LIMITS.max_echo_chars)!r}; known: {', '.join(sorted(BROWSER_TYPES))}")]
 
 
 def _append(obj: dict[str, Any]) -> list[Action]:
@@ -238,64 +243,7 @@ def upstream_closed_error(code: int | None, reason: str) -> dict[str, Any]:
 
 
 # -- origin policy ------------------------------------------------------------
-
-#: Origins allowed by default: pages served from this machine.
-DEFAULT_ALLOWED_ORIGINS: tuple[str, ...] = (
-    "http://localhost:*",
-    "https://localhost:*",
-    "http://127.0.0.1:*",
-    "https://127.0.0.1:*",
-    "http://[::1]:*",
-    "https://[::1]:*",
-)
-
-
-_ORIGIN = re.compile(r"(https?)://(\[[0-9a-f:.]+\]|[a-z0-9.-]+)(?::(\d{1,5}|\*))?")
-
-
-def _split_origin(value: str) -> tuple[str, str, str] | None:
-    """(scheme, host, port) of ``scheme://host[:port]``, port defaulted; None if malformed."""
-    m = _ORIGIN.fullmatch(value.strip().rstrip("/").lower())
-    if not m:
-        return None
-    scheme, host, port = m.groups()
-    return scheme, host, port or ("443" if scheme == "https" else "80")
-
-
-def check_origin_pattern(pattern: str) -> str:
-    """Validate one ``--allow-origin`` entry and return it normalised.
-
-    Accepted: ``*`` (any origin), ``scheme://host`` or ``scheme://host:port``,
-    with ``*`` as the port to allow any port.
-    """
-    p = pattern.strip().rstrip("/").lower()
-    if p == "*" or _split_origin(p):
-        return p
-    raise ValueError(
-        f"origin pattern {pattern!r} is not valid; use '*', 'http://host', 'http://host:8000' or 'http://host:*'"
-    )
-
-
-def origin_allowed(origin: str | None, allowed: tuple[str, ...] | list[str]) -> bool:
-    """Whether a WebSocket ``Origin`` header passes the allow-list.
-
-    A missing Origin is allowed: browsers always send one, so its absence means
-    a non-browser client (a script, the simulator) that CSRF rules do not
-    concern.
-    """
-    if origin is None:
-        return True
-    if "*" in allowed:
-        return True
-    got = _split_origin(origin)
-    if got is None:
-        return False
-    for pattern in allowed:
-        want = _split_origin(pattern)
-        if want and want[:2] == got[:2] and want[2] in ("*", got[2]):
-            return True
-    return False
-
+# One policy for the server and the bridge: server.security (re-exported here).
 
 # -- session ids ----------------------------------------------------------------
 

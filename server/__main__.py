@@ -12,7 +12,21 @@ import uvicorn
 
 from server import LISTENING_PREFIX, logcontext, warmup
 from server.app import ServerSettings, create_app
-from server.protocol import MAX_CLIENT_FRAME_BYTES
+from server.limits import ENV_PREFIX, limits_from
+from server.security import (
+    DEFAULT_ALLOWED_HOSTS,
+    DEFAULT_ALLOWED_ORIGINS,
+    binding_problem,
+    check_origin_pattern,
+    install_redaction,
+    is_loopback,
+    keys_from_env,
+    read_key_file,
+    remote_warning,
+)
+
+#: Environment variable with comma-separated API keys (an allow-list, like --api-key-file).
+KEYS_ENV = "REFINERY_API_KEYS"
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -22,12 +36,29 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "Point the SDK at it with AIR_BASE_URL=http://HOST:PORT or AsyncAIRefinery(base_url=...).",
     )
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1, this machine only)")
+    parser.add_argument("--allow-remote", action="store_true",
+                        help="allow --host to be a non-loopback address (other machines can then reach the service)")
     parser.add_argument("--port", type=int, default=8080, help="port to bind; 0 picks a free one (default: 8080)")
     parser.add_argument("--data-dir", type=Path, default=Path(os.environ.get("REFINERY_DATA_DIR", "data")),
                         help="where projects and saved histories live (default: ./data)")
+    parser.add_argument("--api-key-file", type=Path, default=None,
+                        help=f"accept only the keys in this file, one per line; also ${KEYS_ENV} (comma-separated). "
+                        "Default: any non-empty key")
     parser.add_argument("--api-key", action="append", dest="api_keys", metavar="KEY",
-                        help="accept only this API key (repeatable); default: any non-empty key")
-    parser.add_argument("--max-sessions", type=int, default=200, help="concurrent realtime sessions allowed (default: 200)")
+                        help="accept only this API key (repeatable); visible to other users in `ps`: "
+                        "prefer --api-key-file or $" + KEYS_ENV)
+    parser.add_argument("--allow-origin", action="append", default=None, metavar="ORIGIN",
+                        help="page origin allowed to open the realtime WebSocket, repeatable; 'http://host:*' "
+                        "for any port, '*' for any (default: localhost, 127.0.0.1, [::1] on any port; "
+                        "clients that send no Origin, like the SDK, are always allowed)")
+    parser.add_argument("--allow-host", action="append", default=None, metavar="NAME",
+                        help="Host header name served, repeatable, '*' for any (default: localhost, 127.0.0.1, "
+                        "[::1]; any with --allow-remote)")
+    parser.add_argument("--max-sessions", type=int, default=None,
+                        help="concurrent realtime sessions allowed (default: 200; short for --limit max_sessions=N)")
+    parser.add_argument("--limit", action="append", default=[], metavar="NAME=VALUE",
+                        help="override one limit (repeatable), e.g. --limit max_input_text_chars=4000; "
+                        f"also {ENV_PREFIX}NAME in the environment; names and defaults: README 'Limits'")
     parser.add_argument("--brain", default=None, help="agent brain: scripted (default) or openai (needs REFINERY_LLM_URL)")
     parser.add_argument("--no-admin", dest="admin", action="store_false",
                         help="leave out the admin API (/_admin: session journals, faults, reset)")
@@ -47,18 +78,40 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    logcontext.install(args.log_level)
-    settings = ServerSettings(
+def settings_from_args(args: argparse.Namespace) -> ServerSettings:
+    """Validate the command line and environment into settings; ValueError names the bad option."""
+    overrides = [*args.limit, *([f"max_sessions={args.max_sessions}"] if args.max_sessions is not None else [])]
+    keys = [*(args.api_keys or []), *keys_from_env(os.environ.get(KEYS_ENV))]
+    if args.api_key_file is not None:
+        keys.extend(read_key_file(args.api_key_file))
+    if problem := binding_problem(args.host, args.allow_remote):
+        raise ValueError(problem)
+    if args.allow_host:
+        hosts: tuple[str, ...] | None = None if "*" in args.allow_host else tuple(h.lower() for h in args.allow_host)
+    else:
+        hosts = DEFAULT_ALLOWED_HOSTS if is_loopback(args.host) else None
+    origins = tuple(check_origin_pattern(o) for o in args.allow_origin) if args.allow_origin else DEFAULT_ALLOWED_ORIGINS
+    return ServerSettings(
         data_dir=args.data_dir,
-        api_keys=frozenset(args.api_keys) if args.api_keys else None,
-        max_sessions=args.max_sessions,
+        api_keys=frozenset(keys) if keys else None,
+        limits=limits_from(overrides),
         brain=args.brain,
+        allowed_origins=origins,
+        allowed_hosts=hosts,
         admin=args.admin,
         admin_remote=args.admin_remote,
         record_dir=args.record,
     )
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        settings = settings_from_args(args)
+    except ValueError as exc:
+        print(f"python -m server: {exc}", file=sys.stderr)
+        return 2
+    logcontext.install(args.log_level)
     app = create_app(settings)
     sock = socket.socket(socket.AF_INET6 if ":" in args.host else socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -69,15 +122,17 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     sock.listen(128)
     host, port = sock.getsockname()[:2]
-    config = uvicorn.Config(
-        app,
-        log_level=args.log_level,
-        ws_max_size=4 * MAX_CLIENT_FRAME_BYTES,
-        ws_ping_interval=None,
-        ws_per_message_deflate=args.ws_deflate,
-    )
+    if not is_loopback(args.host):
+        print(remote_warning(args.host), file=sys.stderr, flush=True)
+    # On SIGTERM uvicorn closes every WebSocket (1012) and waits for the
+    # handlers; a handler that still runs after 1 s is cancelled, so shutdown
+    # is bounded whatever the sessions are doing.
+    config = uvicorn.Config(app, log_level=args.log_level, ws_max_size=4 * settings.limits.max_frame_bytes,
+                            ws_ping_interval=None, ws_per_message_deflate=args.ws_deflate, timeout_graceful_shutdown=1)
     if not args.no_warm_up:
         warmup.start_in_background(args.warm_up_config, brain=args.brain)
+    # After uvicorn configured its log handlers: no key reaches a log, at any level.
+    install_redaction(settings.api_keys or ())
     server = uvicorn.Server(config)
     print(f"{LISTENING_PREFIX}http://{host}:{port}", flush=True)
     server.run(sockets=[sock])

@@ -3,25 +3,32 @@ realtime WebSocket route (handled in :mod:`server.realtime`)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route, WebSocketRoute
 
 from server import __version__, metrics
 from server.admin import admin_routes
+from server.bounded import load_json_bounded
 from server.config import ConfigError, ConfigIssue, load_project_config
 from server.engines import engine_name_issues
 from server.faults import FaultStore
 from server.history import HistoryStore
 from server.journal import JournalStore
-from server.projects import NAME_RE, ProjectStore, UnknownProject
+from server.limits import DEFAULT_LIMITS, LimitExceeded, Limits
+from server.projects import ProjectStore, UnknownProject
+from server.security import DEFAULT_ALLOWED_ORIGINS
 from server.realtime import RealtimeEndpoint, SessionRegistry
 
 log = logging.getLogger("refinery.app")
@@ -35,7 +42,12 @@ class ServerSettings:
 
     data_dir: Path
     api_keys: frozenset[str] | None = None
-    max_sessions: int = 200
+    limits: Limits = DEFAULT_LIMITS
+    #: Page origins allowed to open the realtime WebSocket (no Origin: a non-browser client, allowed).
+    allowed_origins: tuple[str, ...] = DEFAULT_ALLOWED_ORIGINS
+    #: ``Host`` names served; None serves any (in-process use). ``python -m server``
+    #: passes the loopback names unless told otherwise.
+    allowed_hosts: tuple[str, ...] | None = None
     brain: str | None = None
     ping_interval_s: float = 10.0
     extra: dict[str, Any] = field(default_factory=dict)
@@ -70,13 +82,36 @@ def check_key(settings: ServerSettings, headers) -> str | None:
     return None
 
 
-async def _json_body(request: Request) -> dict[str, Any] | JSONResponse:
-    raw = await request.body()
-    if not raw:
-        return {}
+def _limit_problem(exc: LimitExceeded) -> JSONResponse:
+    """413 for sizes, 507 for a full store, 422 for shapes (depth, aliases); the body names the limit."""
+    status = 413 if exc.limit.endswith("_bytes") else 507 if exc.limit in ("max_projects", "max_versions_per_project") else 422
+    return _problem(status, "limit_exceeded", f"{exc}; the server's --limit {exc.limit}=... raises it", limit=exc.limit)
+
+
+async def _read_body(request: Request, cap: int) -> bytes:
+    """The request body, read no further than ``cap`` bytes (LimitExceeded beyond)."""
+    declared = request.headers.get("content-length", "")
+    too_big = LimitExceeded("max_body_bytes", f"request body exceeds {cap} bytes (limit max_body_bytes)")
+    if declared.isdigit() and int(declared) > cap:
+        raise too_big
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > cap:
+            raise too_big
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def _json_body(request: Request, limits: Limits) -> dict[str, Any] | JSONResponse:
     try:
-        body = json.loads(raw)
-    except json.JSONDecodeError as exc:
+        raw = await _read_body(request, limits.max_body_bytes)
+        if not raw:
+            return {}
+        body = load_json_bounded(raw, limits)
+    except LimitExceeded as exc:
+        return _limit_problem(exc)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         return _problem(400, "malformed_json", f"request body is not valid JSON: {exc}")
     if not isinstance(body, dict):
         return _problem(400, "malformed_body", "request body must be a JSON object")
@@ -89,9 +124,10 @@ def _issues_json(issues: list[ConfigIssue]) -> list[dict[str, str]]:
 
 def create_app(settings: ServerSettings) -> Starlette:
     """Build the application for ``settings``."""
-    projects = ProjectStore(settings.data_dir)
+    limits = settings.limits
+    projects = ProjectStore(settings.data_dir, limits)
     histories = HistoryStore(settings.data_dir)
-    registry = SessionRegistry(settings.max_sessions)
+    registry = SessionRegistry(limits.max_sessions, limits.max_sessions_per_project)
 
     def guard(request: Request) -> JSONResponse | None:
         reason = check_key(settings, request.headers)
@@ -100,7 +136,7 @@ def create_app(settings: ServerSettings) -> Starlette:
     async def authed_body(request: Request) -> dict[str, Any] | JSONResponse:
         """The JSON body of an authorised request, or the error response."""
         denied = guard(request)
-        return denied if denied is not None else await _json_body(request)
+        return denied if denied is not None else await _json_body(request, limits)
 
     async def validate_key(request: Request) -> JSONResponse:
         if (denied := guard(request)) is not None:
@@ -111,9 +147,11 @@ def create_app(settings: ServerSettings) -> Starlette:
         if "config" not in body:
             return None, _problem(422, "invalid_config", "request has no 'config' field; send the project YAML as a JSON object")
         try:
-            loaded = load_project_config(body["config"])
+            loaded = load_project_config(body["config"], limits)
             if issues := engine_name_issues(loaded.config):
                 raise ConfigError(issues)
+        except LimitExceeded as exc:
+            return None, _limit_problem(exc)
         except ConfigError as err:
             message = "invalid project config:\n" + "\n".join(i.message for i in err.issues)
             return None, _problem(422, "invalid_config", message, issues=_issues_json(err.issues))
@@ -124,13 +162,16 @@ def create_app(settings: ServerSettings) -> Starlette:
         if isinstance(body, JSONResponse):
             return body
         name = body.get("project")
-        if not isinstance(name, str) or not NAME_RE.match(name):
-            return _problem(422, "invalid_project_name", f"project name {name!r} must match ^[A-Za-z0-9_-]+$")
+        if reason := projects.check_name(name):
+            return _problem(422, "invalid_project_name", reason)
         loaded, problem = _config_of(body)
         if problem is not None:
             return problem
         # A YAML string is stored as the object the SDK would have sent.
-        stored = projects.create(name, dict(loaded.document))
+        try:
+            stored = projects.create(name, dict(loaded.document))
+        except LimitExceeded as exc:
+            return _limit_problem(exc)
         for w in loaded.warnings:
             log.warning("project %s v%d: %s", name, stored.version, w.message)
         return JSONResponse(
@@ -161,7 +202,11 @@ def create_app(settings: ServerSettings) -> Starlette:
         return JSONResponse({"valid": True, "warnings": _issues_json(loaded.warnings)})
 
     async def health(request: Request) -> JSONResponse:
-        return JSONResponse({"status": "ok", "version": __version__, "sessions": registry.count()})
+        # tasks and threads: what the stress suite checks returns to its baseline.
+        return JSONResponse({
+            "status": "ok", "version": __version__, "sessions": registry.count(),
+            "tasks": len(asyncio.all_tasks()), "threads": threading.active_count(), "limits": limits.as_dict(),
+        })
 
     async def list_sessions(request: Request) -> JSONResponse:
         return JSONResponse({"sessions": registry.inspect_all()})
@@ -191,7 +236,11 @@ def create_app(settings: ServerSettings) -> Starlette:
     ]
     if settings.admin:
         routes += admin_routes(journals, faults, settings.data_dir, remote=settings.admin_remote, close_sessions=realtime.close_all)
-    app = Starlette(routes=routes)
+    middleware = []
+    if settings.allowed_hosts is not None:
+        # Starlette's own Host check (HTTP and WebSocket): 400 for any other name.
+        middleware.append(Middleware(TrustedHostMiddleware, allowed_hosts=list(settings.allowed_hosts), www_redirect=False))
+    app = Starlette(routes=routes, middleware=middleware)
     app.state.settings = settings
     app.state.registry = registry
     app.state.journals = journals

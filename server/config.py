@@ -27,6 +27,9 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
+from server.bounded import load_yaml_bounded
+from server.limits import DEFAULT_LIMITS, Limits
+
 __all__ = [
     "AsrConfig",
     "AudioConfig",
@@ -608,13 +611,15 @@ class LoadedConfig:
     document: Mapping[str, Any] = field(default_factory=dict)
 
 
-def load_project_config(raw: object) -> LoadedConfig:
+def load_project_config(raw: object, limits: Limits = DEFAULT_LIMITS) -> LoadedConfig:
     """Validate a project config given as a mapping (parsed YAML/JSON) or as YAML text.
 
     Returns the model and its warnings; raises :class:`ConfigError` listing
-    every problem when the config is invalid.
+    every problem when the config is invalid, and
+    :class:`~server.limits.LimitExceeded` when YAML text goes over ``limits``
+    (size, alias expansion, nesting) before anything of it is walked.
     """
-    data = _parse_raw(raw)
+    data = _parse_raw(raw, limits)
     issues: list[ConfigIssue] = []
     warnings: list[ConfigIssue] = []
     model: ProjectConfig | None = None
@@ -639,11 +644,7 @@ def load_project_config_file(path: str | os.PathLike[str]) -> LoadedConfig:
     return load_project_config(text)
 
 
-#: libyaml's loader when PyYAML was built with it (~10x faster), else the pure-Python one.
-_YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-
-
-def _parse_raw(raw: object) -> Mapping[str, Any]:
+def _parse_raw(raw: object, limits: Limits) -> Mapping[str, Any]:
     if isinstance(raw, bytes):
         try:
             raw = raw.decode("utf-8")
@@ -652,7 +653,7 @@ def _parse_raw(raw: object) -> Mapping[str, Any]:
                                            "UTF-8 YAML text")]) from None
     if isinstance(raw, str):
         try:
-            raw = yaml.load(raw, Loader=_YAML_LOADER)
+            raw = load_yaml_bounded(raw, limits)
         except yaml.MarkedYAMLError as exc:
             mark = exc.problem_mark or exc.context_mark
             where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "an unknown position"

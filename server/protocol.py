@@ -16,11 +16,15 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-#: Largest client text frame we accept (bytes). The SDK's own microphone sends
-#: 300 ms chunks (~13 kB as base64 JSON); 1 MiB leaves room for typed text and
-#: tools that push several seconds at once, and keeps one client from making
-#: the server parse megabytes of JSON.
-MAX_CLIENT_FRAME_BYTES = 1 << 20
+from server.bounded import json_depth
+from server.limits import DEFAULT_LIMITS, Limits
+
+#: Largest client text frame we accept by default (bytes). The SDK's own
+#: microphone sends 300 ms chunks (~13 kB as base64 JSON); 1 MiB leaves room
+#: for typed text and tools that push several seconds at once, and keeps one
+#: client from making the server parse megabytes of JSON. The server's own
+#: value is ``Limits.max_frame_bytes``.
+MAX_CLIENT_FRAME_BYTES = DEFAULT_LIMITS.max_frame_bytes
 
 # -- client -> server -------------------------------------------------------
 
@@ -125,19 +129,49 @@ def decode_pcm16(b64: Any, *, field: str = "audio") -> bytes | BadFrame:
     return pcm
 
 
-def parse_client_message(frame: str | bytes) -> ClientMessage | BadFrame:
-    """Parse one client text frame of the service protocol."""
+def clip(text: str, limit: int) -> str:
+    """``text`` cut to ``limit`` characters, saying how long it was: for quoting client input back."""
+    return text if len(text) <= limit else text[:limit] + f"...({len(text)} characters)"
+
+
+def check_text(text: object, limits: Limits = DEFAULT_LIMITS) -> str | BadFrame:
+    """Check a typed query: a non-empty string of at most ``max_input_text_chars``
+    characters that is valid Unicode (no lone surrogates, which no engine can encode)."""
+    if not isinstance(text, str) or not text.strip():
+        return BadFrame("bad_text", "'input_text' needs a non-empty string 'text'")
+    if len(text) > limits.max_input_text_chars:
+        return BadFrame(
+            "text_too_long",
+            f"'input_text' has {len(text)} characters; at most {limits.max_input_text_chars} "
+            "(limit max_input_text_chars): split the query or send it as speech",
+        )
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        return BadFrame("bad_text", f"'text' holds a lone UTF-16 surrogate at character {exc.start}; send valid Unicode")
+    return text
+
+
+def parse_client_message(frame: str | bytes, limits: Limits = DEFAULT_LIMITS) -> ClientMessage | BadFrame:
+    """Parse one client text frame of the service protocol within ``limits``
+    (frame size, JSON depth, text length; unknown types are quoted clipped)."""
     if isinstance(frame, bytes):
         return BadFrame("binary_frame", "binary frames are not part of the protocol; send JSON text frames")
-    if len(frame) > MAX_CLIENT_FRAME_BYTES:
+    if len(frame) > limits.max_frame_bytes:
         return BadFrame(
             "frame_too_large",
-            f"frame of {len(frame)} bytes exceeds the {MAX_CLIENT_FRAME_BYTES}-byte limit; send audio in smaller chunks",
+            f"frame of {len(frame)} bytes exceeds the {limits.max_frame_bytes}-byte limit (max_frame_bytes); "
+            "send audio in smaller chunks",
         )
     try:
         obj = json.loads(frame)
-    except (json.JSONDecodeError, RecursionError) as exc:
+        too_deep = json_depth(obj) > limits.max_json_depth
+    except RecursionError:
+        too_deep = True
+    except json.JSONDecodeError as exc:
         return BadFrame("malformed_json", f"frame is not valid JSON: {exc}")
+    if too_deep:
+        return BadFrame("too_deep", f"frame nested deeper than {limits.max_json_depth} levels (limit max_json_depth)")
     if not isinstance(obj, dict):
         return BadFrame("malformed_message", "a message must be a JSON object with a 'type' field")
     kind = obj.get("type")
@@ -149,11 +183,12 @@ def parse_client_message(frame: str | bytes) -> ClientMessage | BadFrame:
         pcm = decode_pcm16(obj.get("audio"))
         return pcm if isinstance(pcm, BadFrame) else AudioAppend(pcm)
     if kind == "input_text":
-        text = obj.get("text")
-        if not isinstance(text, str) or not text.strip():
-            return BadFrame("bad_text", "'input_text' needs a non-empty string 'text'")
-        return TextInput(text)
-    return BadFrame("unknown_type", f"unknown message type {kind!r}; known: {', '.join(sorted(CLIENT_TYPES))}")
+        text = check_text(obj.get("text"), limits)
+        return text if isinstance(text, BadFrame) else TextInput(text)
+    return BadFrame(
+        "unknown_type",
+        f"unknown message type {clip(kind, limits.max_echo_chars)!r}; known: {', '.join(sorted(CLIENT_TYPES))}",
+    )
 
 
 def client_message_type(msg: ClientMessage) -> str:

@@ -9,13 +9,13 @@ threads and sends what the session returns, in order, from one sender task.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import functools
 import itertools
 import json
 import logging
 import time
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable
 
 from starlette.responses import JSONResponse
@@ -24,14 +24,17 @@ from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 from server import logcontext, metrics
 from server import protocol as proto
 from server.config import load_project_config
+from server.engine_pool import EnginePool
 from server.engines import build_engines
 from server.faults import FaultPlan, FaultStore, JobFault
 from server.history import ConversationHistory, HistoryStore
 from server.journal import Journal, JournalStore
+from server.limits import DEFAULT_LIMITS, Limits
+from server.projects import ProjectStore, UnknownProject, name_problem
 from server.recording import SessionRecorder
-from server.projects import NAME_RE, ProjectStore, UnknownProject
+from server.security import origin_allowed
 from server.session import PersistHistory, Send, Session, StartJob
-from server.work import Job, run_job
+from server.work import Job, JobFailed, JobResult, run_job
 
 log = logging.getLogger("refinery.realtime")
 
@@ -40,25 +43,39 @@ PING_INTERVAL_S = 10.0
 #: whole process: under load they would queue in front of final transcripts
 #: (voice-to-voice) for text nobody waits for. The final is never skipped.
 PARTIALS_MAX_DECODES_IN_FLIGHT = 1
+#: How long a closing session waits for its cancelled tasks before it lets go
+#: of them (its registry slot is already free by then).
+CLEANUP_WAIT_S = 1.0
 #: Engine work shares one pool: 2 cores gain nothing from more threads, and
 #: the session's audio path never waits on it.
-_POOL = ThreadPoolExecutor(max_workers=4, thread_name_prefix="refinery-engine")
+_POOL = EnginePool(workers=4)
 
 
 class SessionRegistry:
     """Live sessions, for limits and the inspection API."""
 
-    def __init__(self, limit: int) -> None:
+    def __init__(self, limit: int, per_project: int | None = None) -> None:
         self.limit = limit
+        self.per_project = limit if per_project is None else per_project
         self._live: dict[str, Session] = {}
 
-    def add(self, session: Session) -> bool:
+    def refusal(self, project: str) -> str | None:
+        """Why one more session on ``project`` would go over a limit, or None."""
         if len(self._live) >= self.limit:
+            return f"server is at its limit of {self.limit} sessions (limit max_sessions); retry later"
+        if sum(s.project == project for s in self._live.values()) >= self.per_project:
+            return (f"project {project!r} is at its limit of {self.per_project} sessions "
+                    "(limit max_sessions_per_project); retry later")
+        return None
+
+    def add(self, session: Session) -> bool:
+        if self.refusal(session.project) is not None:
             return False
         self._live[session.session_id] = session
         return True
 
     def remove(self, session_id: str) -> None:
+        """Forget a session; idempotent."""
         self._live.pop(session_id, None)
 
     def count(self) -> int:
@@ -104,22 +121,30 @@ class RealtimeEndpoint:
     async def __call__(self, scope, receive, send) -> None:
         websocket = WebSocket(scope, receive, send)
         params = websocket.path_params
+        origin = websocket.headers.get("origin")
+        if not origin_allowed(origin, self.settings.allowed_origins):
+            shown = origin if len(origin) <= 80 else origin[:80] + "..."
+            await _deny(websocket, 403, "origin_refused",
+                        f"origin {shown!r} may not open sessions (cross-site WebSocket); start the server "
+                        "with --allow-origin ORIGIN to allow that page")
+            return
         reason = self.check_key(self.settings, websocket.headers)
         if reason:
             await _deny(websocket, 401, "unauthorized", reason)
             return
         name, _, version = params["project"].partition(":")
         uuid = params["uuid"]
-        if not NAME_RE.match(uuid):
-            await _deny(websocket, 400, "bad_uuid", f"session uuid {uuid!r} must match ^[A-Za-z0-9_-]+$")
+        limits = self.settings.limits
+        if problem := name_problem(uuid, "session uuid", limits.max_uuid_chars, "max_uuid_chars"):
+            await _deny(websocket, 400, "bad_uuid", problem)
             return
         try:
             stored = self.projects.get(name, int(version) if version else None)
         except (UnknownProject, ValueError) as exc:
             await _deny(websocket, 404, "unknown_project", str(exc))
             return
-        if self.registry.count() >= self.registry.limit:
-            await _deny(websocket, 503, "too_many_sessions", f"server is at its limit of {self.registry.limit} sessions; retry later")
+        if refusal := self.registry.refusal(stored.name):
+            await _deny(websocket, 503, "too_many_sessions", refusal)
             return
         await websocket.accept()
         try:
@@ -145,8 +170,10 @@ class RealtimeEndpoint:
         recorder = None if record_dir is None else SessionRecorder(
             record_dir, session_id=session.session_id, project=stored.name, project_version=stored.version,
             uuid=uuid, config=stored.config, sample_rate=session.sample_rate)
-        connection = SessionConnection(websocket, session, self.histories, self.settings.ping_interval_s,
-                                       journal=journal, faults=plan, recorder=recorder)
+        connection = SessionConnection(
+            websocket, session, self.histories, self.settings.ping_interval_s, limits=limits,
+            on_close=lambda: self.registry.remove(session.session_id), journal=journal, faults=plan, recorder=recorder,
+        )
         self.connections.add(connection)
         try:
             await connection.run()
@@ -180,14 +207,58 @@ class RealtimeEndpoint:
         )
 
 
+#: Close code for a client dropped by a limit (RFC 6455 1008, policy violation).
+CLOSE_LIMIT = 1008
+
+
+class AudioBudget:
+    """Token bucket bounding input audio to real time plus ``ahead_s`` seconds.
+
+    Credit (seconds of audio) accrues at 1 s per wall-clock second, capped at
+    ``ahead_s``, and starts full: a client may burst ``ahead_s`` of audio at
+    once, then no faster than real time on average.
+    """
+
+    def __init__(self, ahead_s: float, t: float) -> None:
+        self.ahead_s = ahead_s
+        self.credit = ahead_s
+        self.t = t
+
+    def take(self, t: float, duration_s: float) -> bool:
+        """Whether ``duration_s`` of audio arriving at ``t`` fits (and spend it)."""
+        self.credit = min(self.ahead_s, self.credit + (t - self.t))
+        self.t = t
+        if duration_s > self.credit:
+            return False
+        self.credit -= duration_s
+        return True
+
+
 class SessionConnection:
-    """Runs one session over one accepted WebSocket until either side leaves."""
+    """Runs one session over one accepted WebSocket until either side leaves.
+
+    Slow clients: events wait in an outbox as serialized text. When more than
+    ``limits.max_send_queue_bytes`` wait, or one send blocks longer than
+    ``limits.max_send_stall_s``, the session is closed with code 1008 and a
+    reason naming the limit; other sessions never wait on it.
+    """
 
     def __init__(
-        self, websocket: WebSocket, session: Session, histories: HistoryStore, ping_interval_s: float = PING_INTERVAL_S,
-        *, journal: Journal | None = None, faults: FaultPlan | None = None, recorder: SessionRecorder | None = None,
+        self,
+        websocket: WebSocket,
+        session: Session,
+        histories: HistoryStore,
+        ping_interval_s: float = PING_INTERVAL_S,
+        *,
+        limits: Limits = DEFAULT_LIMITS,
+        on_close: Callable[[], None] = lambda: None,
+        journal: Journal | None = None,
+        faults: FaultPlan | None = None,
+        recorder: SessionRecorder | None = None,
     ) -> None:
         self.ws = websocket
+        self.limits = limits
+        self.on_close = on_close
         self.journal = journal
         self.faults = faults
         self.recorder = recorder
@@ -195,7 +266,12 @@ class SessionConnection:
         self.session = session
         self.histories = histories
         self.t0 = time.monotonic()
-        self.outbox: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
+        self.outbox: asyncio.Queue[tuple[dict[str, Any], str]] = asyncio.Queue()
+        self.queued_bytes = 0
+        self.failure: tuple[int, str] | None = None
+        self.failed = asyncio.Event()
+        self.audio_budget = AudioBudget(limits.max_audio_ahead_s, self.now())
+        self.dropping_audio = False
         self.wake = asyncio.Event()
         self.asr_lock = asyncio.Lock()  # ASR calls of one session run in order
         self.tasks: set[asyncio.Task] = set()
@@ -212,8 +288,7 @@ class SessionConnection:
         """Act on what the session returned. Never awaits: order is kept."""
         for out in outputs:
             if isinstance(out, Send):
-                self.outbox.put_nowait(out.event)
-                metrics.SessionReporter.on_event(out.event)
+                self._enqueue(out.event)
             elif isinstance(out, StartJob):
                 self._spawn(self._run_job(out.job))
             elif isinstance(out, PersistHistory):
@@ -229,39 +304,65 @@ class SessionConnection:
         if previous is not None:
             await asyncio.wait({previous})  # its failure is logged on close
         await asyncio.to_thread(self.histories.save, self.session.project, self.session.uuid, history)
+    def _enqueue(self, event: dict[str, Any]) -> None:
+        # Serialized once, here: the outbox limit counts the bytes that will go out.
+        text = json.dumps(event, separators=(",", ":"))
+        self.queued_bytes += len(text)
+        self.outbox.put_nowait((event, text))
+        metrics.SessionReporter.on_event(event)
+        if self.queued_bytes > self.limits.max_send_queue_bytes:
+            self._fail(CLOSE_LIMIT, f"client not reading: {self.queued_bytes} bytes queued (limit max_send_queue_bytes)")
+
+    def _fail(self, code: int, reason: str) -> None:
+        """End the session from inside (a limit): close with ``code`` and ``reason``."""
+        if self.failure is None:
+            log.warning("session %s closed by the server (%d): %s", self.session.session_id, code, reason)
+            self.failure = (code, reason)
+            self.failed.set()
 
     def _spawn(self, coro) -> None:
         task = asyncio.get_running_loop().create_task(coro)
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
 
-    async def _run_job(self, job: Job) -> None:
-        loop = asyncio.get_running_loop()
-        started = self.now()
-        fault = self.faults.for_job(started, job.kind) if self.faults is not None else JobFault()
-        timed = metrics.TimedJob(functools.partial(run_job, fail=fault.fail), job, time.monotonic)
+    def _run_if_open(self, call: Callable[[], JobResult]) -> JobResult | None:
+        # Runs in a pool thread: the jobs of a session whose client has gone
+        # are dropped when their turn comes, not run for nobody.
+        return None if self.closed else call()
+
+    async def _run_in_pool(self, job: Job, fail: str | None = None) -> JobResult | None:
+        # Timed for the metrics; run in a copy of this task's context so the
+        # engine's log lines carry the session id.
+        timed = metrics.TimedJob(functools.partial(run_job, fail=fail), job, time.monotonic)
+        call = functools.partial(contextvars.copy_context().run, timed)
         try:
-            if job.kind == "transcribe":
-                async with self.asr_lock:
-                    result = await loop.run_in_executor(_POOL, contextvars.copy_context().run, timed)
-                    await asyncio.sleep(fault.delay_s)
-            else:
-                result = await loop.run_in_executor(_POOL, contextvars.copy_context().run, timed)
-                await asyncio.sleep(fault.delay_s)
+            return await _POOL.run(self._run_if_open, call, timeout_s=self.limits.engine_timeout_s)
+        except TimeoutError:
+            return JobFailed(job.job_id, f"{job.kind} engine timed out after {self.limits.engine_timeout_s:g} s "
+                                         "(limit engine_timeout_s)")
         finally:
             timed.abandon()
+
+    async def _run_job(self, job: Job) -> None:
+        started = self.now()
+        fault = self.faults.for_job(started, job.kind) if self.faults is not None else JobFault()
+        if job.kind == "transcribe":
+            async with self.asr_lock:
+                result = await self._run_in_pool(job, fault.fail)
+                await asyncio.sleep(fault.delay_s)
+        else:
+            result = await self._run_in_pool(job, fault.fail)
+            await asyncio.sleep(fault.delay_s)
         if self.journal is not None:
             # Real engine time (queueing included): what a replay uses as this job's latency.
             self.journal.record(self.now(), "job", kind=job.kind, job_id=job.job_id, started_t=round(started, 6),
                                 ms=round((self.now() - started) * 1000, 3))
-        if not self.closed:
+        if result is not None and not self.closed:
             self.dispatch(self.session.job_done(self.now(), result))
 
     async def _sender(self) -> None:
         while True:
-            event = await self.outbox.get()
-            if event is None:
-                return
+            event, text = await self.outbox.get()
             if self.faults is not None:
                 if await self._fault_before_send(event):
                     return
@@ -271,9 +372,15 @@ class SessionConnection:
             for copy in copies:
                 if self.journal is not None:
                     self.journal.sent(self.now(), copy)
-                await self.ws.send_text(json.dumps(copy, separators=(",", ":")))
+                try:
+                    async with asyncio.timeout(self.limits.max_send_stall_s):
+                        await self.ws.send_text(text if copy is event else json.dumps(copy, separators=(",", ":")))
+                except TimeoutError:
+                    self._fail(CLOSE_LIMIT, f"client not reading for {self.limits.max_send_stall_s:g} s (limit max_send_stall_s)")
+                    return
                 if self.faults is not None:
                     self.faults.sent(copy)
+            self.queued_bytes -= len(text)
 
     async def _fault_before_send(self, event: dict[str, Any]) -> bool:
         """Apply a stall or a close due before ``event``; True when the socket was closed."""
@@ -289,19 +396,28 @@ class SessionConnection:
         return False
 
     async def _timers(self) -> None:
+        # A loop timer sets ``wake`` instead of ``asyncio.wait_for``: on Python
+        # 3.11 wait_for can swallow a cancel that lands in the same loop step
+        # as its wake-up (fixed in 3.12), and this task must end when cancelled.
+        loop = asyncio.get_running_loop()
         while True:
             deadline = self.session.next_deadline()
             self.wake.clear()
-            timeout = None if deadline is None else max(0.0, deadline - self.now())
-            try:
-                await asyncio.wait_for(self.wake.wait(), timeout)
-            except asyncio.TimeoutError:
+            if deadline is not None and deadline <= self.now():
                 self.dispatch(self.session.tick(self.now()))
+                await asyncio.sleep(0)  # a tick that leaves the deadline due must not spin the loop
+                continue
+            timer = None if deadline is None else loop.call_later(deadline - self.now(), self.wake.set)
+            try:
+                await self.wake.wait()
+            finally:
+                if timer is not None:
+                    timer.cancel()
 
     async def _pinger(self) -> None:
         while True:
             await asyncio.sleep(self.ping_interval_s)
-            self.outbox.put_nowait(proto.ping())
+            self._enqueue(proto.ping())
 
     async def _receiver(self) -> None:
         while True:
@@ -311,7 +427,9 @@ class SessionConnection:
             data = message.get("text")
             if data is None:
                 data = message.get("bytes") or b""
-            msg = proto.parse_client_message(data)
+            msg = self._within_audio_budget(proto.parse_client_message(data, self.limits))
+            if msg is None:
+                continue
             t = self.now()
             if isinstance(msg, proto.AudioAppend):
                 metrics.INPUT_LAG.observe(self.input_lag.push(t, len(msg.pcm) // 2))
@@ -322,6 +440,22 @@ class SessionConnection:
                 self.recorder.received(t, msg)
             self.dispatch(self.session.receive(t, msg))
 
+    def _within_audio_budget(self, msg: proto.ClientMessage | proto.BadFrame) -> proto.ClientMessage | proto.BadFrame | None:
+        """Audio beyond real time + ``max_audio_ahead_s`` is dropped: one warning per run of drops."""
+        if not isinstance(msg, proto.AudioAppend):
+            return msg
+        if self.audio_budget.take(self.now(), len(msg.pcm) / 2 / self.session.sample_rate):
+            self.dropping_audio = False
+            return msg
+        if self.dropping_audio:
+            return None
+        self.dropping_audio = True
+        return proto.BadFrame(
+            "audio_too_fast",
+            f"audio arrives faster than real time beyond {self.limits.max_audio_ahead_s:g} s ahead "
+            "(limit max_audio_ahead_s); dropped until it slows to real time",
+        )
+
     async def run(self) -> None:
         with logcontext.session_context(self.session.session_id):
             await self._run()
@@ -330,26 +464,45 @@ class SessionConnection:
         metrics.SESSIONS.inc()
         metrics.SESSIONS_ACTIVE.inc()
         self.dispatch(self.session.start(self.now()))
-        workers = [asyncio.create_task(c) for c in (self._sender(), self._timers(), self._pinger())]
+        receiver = asyncio.create_task(self._receiver())
+        failed = asyncio.create_task(self.failed.wait())
+        workers = [receiver, failed, *(asyncio.create_task(c) for c in (self._sender(), self._timers(), self._pinger()))]
         try:
-            await self._receiver()
+            await asyncio.wait({receiver, failed}, return_when=asyncio.FIRST_COMPLETED)
+            if receiver.done():
+                receiver.result()  # raises what the receiver raised
+            else:
+                receiver.cancel()
+                code, reason = self.failure or (1011, "server error")
+                # Bounded: the client may not be reading, so even the close frame may not go out.
+                with contextlib.suppress(Exception):
+                    async with asyncio.timeout(CLEANUP_WAIT_S):
+                        await self.ws.close(code=code, reason=reason[:120])
         except WebSocketDisconnect:
             pass
         except Exception:
             log.exception("session %s failed; closing it with 1011", self.session.session_id)
             if self.ws.client_state == WebSocketState.CONNECTED:
-                try:
-                    await self.ws.send_text(json.dumps(proto.error("internal_error", "the server failed on this session; see its log")))
-                    await self.ws.close(code=1011)
-                except Exception:
-                    pass
+                with contextlib.suppress(Exception):
+                    async with asyncio.timeout(CLEANUP_WAIT_S):
+                        await self.ws.send_text(
+                            json.dumps(proto.error("internal_error", "the server failed on this session; see its log"))
+                        )
+                        await self.ws.close(code=1011)
         finally:
+            # Release the session's slot before awaiting anything, so nothing
+            # below (a task slow to honour its cancel) can leak it.
             self.closed = True
             metrics.SESSIONS_ACTIVE.dec()
+            self.on_close()
             self.session.close()
-            for task in [*workers, *self.tasks]:
+            pending = [*workers, *self.tasks]
+            for task in pending:
                 task.cancel()
-            await asyncio.gather(*workers, *self.tasks, return_exceptions=True)
+            if pending:
+                _, stuck = await asyncio.wait(pending, timeout=CLEANUP_WAIT_S)
+                if stuck:
+                    log.warning("session %s: %d task(s) still ending after cancel", self.session.session_id, len(stuck))
             for result in await asyncio.gather(*self.saves, return_exceptions=True):
                 if isinstance(result, Exception):
                     log.error("session %s: saving history failed: %s", self.session.session_id, result)

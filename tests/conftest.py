@@ -34,6 +34,14 @@ SDK_SCRIPT_TIMEOUT_S = 420.0
 RunSdkScript = Callable[..., dict[str, Any]]
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--stress-scale", choices=("smoke", "full"), default="smoke",
+        help="size of tests/stress: 'smoke' (default, part of make test) or 'full' (make test-stress: "
+        "10,000 frames, 1,000 dropped sessions, a 500-turn soak, 100 concurrent sessions)",
+    )
+
+
 def _existing(path: Path, what: str) -> Path:
     if not path.is_file():
         pytest.fail(f"{what} is missing: {path} (it belongs in the repo; see docs/ or the Makefile)", pytrace=False)

@@ -11,14 +11,10 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-import threading
-import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import pytest
-import uvicorn
 import websockets
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -42,6 +38,7 @@ from bridge.translate import (
     service_to_browser,
 )
 from bridge.upstream import ServiceTarget, decode_downloaded_config, realtime_url, service_headers, session_summary
+from tests.support.asgi_thread import serve
 
 PCM = (b"\x01\x00\xff\x7f" * 240)[:960]  # 30 ms of 16 kHz PCM16
 PCM_B64 = base64.b64encode(PCM).decode()
@@ -243,25 +240,6 @@ def test_stack_reads_ready_lines() -> None:
 
 
 # -- the bridge app against a fake service ------------------------------------------------
-
-
-@contextmanager
-def serve(app: Any) -> Iterator[str]:
-    """Run an ASGI app with uvicorn on a free port in a thread; yields its URL."""
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", ws="websockets-sansio", lifespan="off"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not (server.started and server.servers):
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("test server did not start")
-        time.sleep(0.02)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
 
 
 class FakeService:
@@ -610,3 +588,8 @@ def test_sdk_realtime_voice_bridge_works_against_our_server(server: Any, sdk_pyt
     audio = [m for m in msgs if m["type"] == "response.audio.delta"]
     assert audio and all(len(base64.b64decode(m["delta"])) > 0 for m in audio)
     assert kinds.index("response.created") < kinds.index("response.audio.delta") < kinds.index("response.done")
+
+
+def test_unknown_browser_type_is_quoted_clipped() -> None:
+    reply = _replies(browser_to_actions(json.dumps({"type": "t" * 100_000})))[0]
+    assert reply["code"] == "unknown_type" and len(reply["message"]) < 400

@@ -309,3 +309,11 @@ def test_nothing_left_to_say_is_an_empty_string() -> None:
 def test_spoken_form_rejects_non_text() -> None:
     with pytest.raises(TypeError, match="expects str"):
         spoken_form(None)  # type: ignore[arg-type]
+def test_split_sentences_cuts_run_on_sentences_for_bounded_tts_calls() -> None:
+    run_on = " ".join(["word"] * 500)
+    parts = split_sentences(run_on)
+    assert len(parts) > 1 and all(len(p) <= 250 for p in parts)
+    assert " ".join(parts) == run_on
+    commas = ", ".join(["a clause of some words"] * 30) + "."
+    assert all(p.endswith(",") or p.endswith(".") for p in split_sentences(commas))
+    assert split_sentences("x" * 600, max_chars=250) == ["x" * 250, "x" * 250, "x" * 100]

@@ -120,3 +120,65 @@ def test_refused_connections_say_why(server):
     assert results["no key"][0] == 401 and "Authorization" in results["no key"][1]
     assert results["unknown project"][0] == 404 and "ghost" in results["unknown project"][1]
     assert results["bad uuid"][0] == 400
+
+
+def test_sigterm_with_sessions_mid_response_stops_the_server(tmp_path):
+    # Before: 50 callers connected needed SIGKILL. Now the process exits on
+    # SIGTERM (the figure, well under 2 s, is printed by the stress suite).
+    with running_server(tmp_path) as handle:
+        assert httpx.post(f"{handle.url}/distiller/create", headers=HEADERS,
+                          json={"project": "p", "config": CONFIG}).status_code == 201
+
+        async def scenario() -> list[int | None]:
+            sockets = []
+            for i in range(20):
+                ws = await websockets.connect(ws_url(handle, f"c{i}"), additional_headers=HEADERS, max_size=None)
+                await _until(ws, "session.created")
+                await ws.send(json.dumps({"type": "input_text", "text": "Tell me about stocks and bonds."}))
+                sockets.append(ws)
+            await _until(sockets[-1], "response.audio.delta")
+            handle.process.terminate()
+            codes = []
+            for ws in sockets:
+                try:
+                    while True:
+                        await asyncio.wait_for(ws.recv(), 30)
+                except websockets.ConnectionClosed as closed:
+                    codes.append(closed.rcvd.code if closed.rcvd else None)
+            return codes
+
+        codes = asyncio.run(scenario())
+        assert handle.process.wait(timeout=30) in (0, -15), handle.log_tail()  # uvicorn re-raises SIGTERM
+        # 1012 (service restart) is uvicorn's close on shutdown; None: the socket closed with no close frame.
+        assert set(codes) <= {1012, None}, codes
+
+
+def test_a_client_that_stops_reading_is_dropped_by_the_send_queue_limit(tmp_path):
+    # Without the bound the server queued everything for it (62 MB -> 859 MB
+    # with a few such clients). With 2 MiB allowed, the session is closed
+    # (1008, reason naming the limit) while the client still holds the socket.
+    # (2 MiB: one synthesized sentence is queued at once, up to a few hundred kB.)
+    with running_server(tmp_path, "--limit", "max_send_queue_bytes=2097152") as handle:
+        assert httpx.post(f"{handle.url}/distiller/create", headers=HEADERS,
+                          json={"project": "p", "config": CONFIG}).status_code == 201
+
+        async def scenario() -> tuple[int, str]:
+            # max_queue=1: the client library stops reading the socket after one frame.
+            stalled = await websockets.connect(ws_url(handle, "stalled"), additional_headers=HEADERS,
+                                               max_size=None, max_queue=1)
+            long_query = " ".join(["How should I hedge my portfolio against currency risk and rate risk?"] * 25)
+            await stalled.send(json.dumps({"type": "input_text", "text": long_query}))
+            freed = 1
+            for _ in range(600):
+                freed = await asyncio.to_thread(_live_sessions, handle)
+                if freed == 0:
+                    break
+                await asyncio.sleep(0.1)
+            status = await _full_turn(handle, "reader")  # others are served meanwhile
+            stalled.transport.abort()
+            return freed, status
+
+        live, status = asyncio.run(scenario())
+        assert live == 0, handle.log_tail()
+        assert status == "completed"
+        assert "max_send_queue_bytes" in handle.log_tail(200)

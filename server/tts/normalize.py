@@ -497,14 +497,35 @@ _NO_BREAK_AFTER = re.compile(
 )
 
 
-def split_sentences(text: str, min_chars: int = 20) -> list[str]:
+#: Longest piece one synthesis call gets: a run-on "sentence" is cut at a
+#: comma or space so no single TTS call holds a worker for long (a 2,000
+#: character sentence took 1.3 s in one call; other sessions waited on it).
+MAX_SENTENCE_CHARS = 250
+
+
+def _cap_length(piece: str, max_chars: int) -> list[str]:
+    out = []
+    while len(piece) > max_chars:
+        cut = piece.rfind(", ", 0, max_chars)
+        cut = cut + 1 if cut > max_chars // 2 else piece.rfind(" ", 0, max_chars)
+        if cut <= 0:
+            cut = max_chars  # no space at all: cut inside the word
+        out.append(piece[:cut].strip())
+        piece = piece[cut:].strip()
+    if piece:
+        out.append(piece)
+    return out
+
+
+def split_sentences(text: str, min_chars: int = 20, max_chars: int = MAX_SENTENCE_CHARS) -> list[str]:
     """Cut ``text`` into sentences for sentence-by-sentence synthesis.
 
     Does not split after abbreviations ("e.g.", "Dr.") or initials, inside
     numbers ("3.5"), or before a lower-case word. Fragments shorter than
     ``min_chars`` ("Yes.", "OK!") are merged into the following sentence so each
     synthesis call has enough text for natural prosody; a short last fragment is
-    merged into the one before it.
+    merged into the one before it. A piece longer than ``max_chars`` is cut at
+    its last comma (or else space) before that length.
     """
     if min_chars < 0:
         raise ValueError(f"split_sentences: min_chars must be >= 0, got {min_chars}")
@@ -533,4 +554,4 @@ def split_sentences(text: str, min_chars: int = 20) -> list[str]:
             merged[-1] = f"{merged[-1]} {pending}"
         else:
             merged.append(pending)
-    return merged
+    return [part for piece in merged for part in _cap_length(piece, max_chars)]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -339,6 +340,11 @@ def test_bridge_relays_a_turn_and_survives_bad_frames(fake_stack: tuple[FakeServ
     assert any(m["type"] == "PING" for m in msgs)
 
     [session] = fake.sessions
+    # The bridge answers the PING upstream while the turn goes on: the PONG may
+    # reach the fake service after response.done reached the browser.
+    deadline = time.monotonic() + 10
+    while "PONG" not in [f["type"] for f in session["frames"]] and time.monotonic() < deadline:
+        time.sleep(0.01)
     assert session["path"] == "/distiller/realtime/acct1/demo/user_7"
     assert session["headers"]["authorization"] == "Bearer test-key"
     assert session["headers"]["airefinery_account"] == "acct1"

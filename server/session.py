@@ -22,6 +22,7 @@ from server.config import ProjectConfig
 from server.echo import EchoGate, FarEndLevels, level_dbfs
 from server.engines import EngineSet
 from server.history import ConversationHistory
+from server.neartalk import NearTalker
 from server.tts.normalize import normalize_text, split_sentences
 from server.turns import SpeechStarted, TurnDetector, TurnEnded
 from server.vad import Framer
@@ -150,6 +151,8 @@ class Session:
         self.far_end = FarEndLevels(self.output_rate)
         margin = self.vad.echo_gate_margin_db if self.vad is not None else None
         self.echo_gate = EchoGate(margin) if margin is not None else None
+        # Speech well below the user's own level (a TV, people across the room) is not the user's.
+        self.near = NearTalker(frame_ms)
         self._ids = itertools.count(1)
         self._last_frame_t = float("-inf")
         self._utterance: _Utterance | None = None
@@ -313,8 +316,10 @@ class Session:
 
     def _on_frame(self, t: float, frame: bytes, out: list[Output]) -> None:
         armed = False
+        near = self.near.push(frame)
         if self.detector is not None:
-            speech = self.engines.frame_vad.is_speech(frame, self.sample_rate) and self._maybe_user(t, frame)
+            # The frame VAD adapts to the stream: it must see every frame, so it goes first.
+            speech = self.engines.frame_vad.is_speech(frame, self.sample_rate) and near and self._maybe_user(t, frame)
             fire = self.detector.feed(t, frame, speech)
             armed = self.detector.armed(t)
             if self.record_trace:
@@ -328,8 +333,10 @@ class Session:
             # While the assistant speaks, only a confirmed barge-in starts a user
             # turn: echo and noise must not end a turn and start a response.
             return
-        speech = self.turn_gate.push(frame)
+        speech = self.turn_gate.push(frame) and near
         event = self.turns.feed(t, frame, speech)
+        if speech and self.turns.in_turn:
+            self.near.note_user_speech()
         if speech and self._utterance is not None:
             self._utterance.new_speech_s += self.frame_s
         self._on_turn_event(t, event, out)
@@ -386,8 +393,10 @@ class Session:
         self._utterance = None
         self.engines.asr.forget(utt.id)
         if not result.text:
+            self.near.turn_dropped()
             log.info("session %s: utterance %s had no recognisable words; no response", self.session_id, utt.id)
             return
+        self.near.turn_confirmed()
         out.append(Send(proto.transcript_done(result.text, item_id=utt.id)))
         self._add_user_turn(result.text, out)
         self._start_response(t, result.text, out)
@@ -400,6 +409,7 @@ class Session:
                 self._utterance = None
 
     def _drop_utterance(self) -> None:
+        self.near.turn_dropped()
         if self._utterance is not None:
             if self._utterance.job is not None:
                 self._jobs.pop(self._utterance.job, None)

@@ -34,7 +34,10 @@ def read_wav(path: Path | str, sample_rate: int = 16000) -> np.ndarray:
 
 @dataclass(frozen=True)
 class Clip:
-    """A speech clip: samples, its text and where speech is inside it (seconds from clip start)."""
+    """A clip: samples, its text and where speech is inside it (seconds from clip start).
+
+    No spans: a non-speech sound (its sidecar says ``"speech": []``).
+    """
 
     path: Path
     samples: np.ndarray
@@ -57,16 +60,19 @@ def load_clip(path: Path | str, text: str | None = None, sample_rate: int = 1600
     """Load a WAV and its sidecar (same name, ``.json``: ``text`` and ``speech`` spans).
 
     Without a sidecar, speech spans come from an energy detector and the text
-    from ``text`` (empty when not given).
+    from ``text`` (empty when not given). A sidecar with ``"speech": []``
+    declares a sound that is not speech (``fixtures/sounds/``): no spans.
     """
     path = Path(path)
     samples = read_wav(path, sample_rate)
     sidecar = path.with_suffix(".json")
     spans: list[tuple[float, float]] = []
     texts: list[str] = []
+    declared_nonspeech = False
     if sidecar.is_file():
         try:
             meta = json.loads(sidecar.read_text())
+            declared_nonspeech = meta.get("speech") == []
             for item in meta.get("speech") or []:
                 spans.append((float(item["onset_s"]), float(item["offset_s"])))
                 texts.append(str(item.get("text") or ""))
@@ -76,6 +82,8 @@ def load_clip(path: Path | str, text: str | None = None, sample_rate: int = 1600
             ) from exc
         if text is None:
             text = str(meta.get("text") or "")
+    if declared_nonspeech:
+        return Clip(path, samples, "", ())
     if not spans:
         spans = energy_speech_spans(samples, sample_rate)
     if not spans:

@@ -350,6 +350,13 @@ def check_expectations(m: Metrics, expect: Expect) -> list[Check]:
         heard = _norm(" ".join(m.transcripts))
         missing = [w for w in expect.transcript_contains if _norm(w) not in heard]
         out.append(Check("transcript_contains", not missing, f"missing {missing} in {m.transcripts}" if missing else "all found"))
+    if expect.transcript_excludes:
+        heard = f" {_norm(' '.join(m.transcripts))} "
+        found = [w for w in expect.transcript_excludes if f" {_norm(w)} " in heard]
+        out.append(Check("transcript_excludes", not found, f"{found} heard in {m.transcripts}" if found else "none heard"))
+    if expect.user_turns is not None:
+        got = len(m.transcripts)
+        out.append(Check("user_turns", got == expect.user_turns, f"expected {expect.user_turns}, got {got}: {m.transcripts}"))
     for name, attr in (
         ("max_audio_after_interrupt_ms", "audio_after_interrupt_ms"),
         ("max_talk_over_ms", "talk_over_ms"),

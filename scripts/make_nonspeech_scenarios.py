@@ -21,7 +21,9 @@ committed; ``--check`` exits 1 when one would change.
 from __future__ import annotations
 
 import argparse
+import math
 import sys
+import wave
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -46,9 +48,16 @@ def _echo_words(path: str) -> str:
     return "no speaker echo (headphones)" if path == "headphones" else "the speaker echo with a 30 dB echo canceller"
 
 
+def _duration_s(sound: str) -> float:
+    with wave.open(str(SOUNDS / f"{sound}.wav"), "rb") as w:
+        return w.getnframes() / w.getframerate()
+
+
 def for_sound(sound: str, what: str) -> dict[str, str]:
     """The five scenarios of one sound, by file stem."""
     wav = f"../../sounds/{sound}.wav"
+    # Long enough for a turn the sound might start to end (3.5 s of silence) and be answered.
+    answer_s = math.ceil(4.5 + _duration_s(sound) + 5.5)
     ask = f'actions:\n  - type: text\n    text: "{QUESTION}"\n    at: 0.2\n'
     out = {}
     for path in ("aec30", "headphones"):
@@ -56,7 +65,7 @@ def for_sound(sound: str, what: str) -> dict[str, str]:
             f"{sound}_answer_{path}",
             f"Non-speech over the answer: {what} reaches the microphone 4 s into the spoken answer, "
             f"with {_echo_words(path)}. Nobody speaks: no interrupt, no user turn.",
-            "max_duration_s: 14\n" + _echo(path) + ask
+            f"max_duration_s: {answer_s}\n" + _echo(path) + ask
             + f"utterances:\n  - wav: {wav}\n    after: playback.started\n    delay_s: 4.0\n    expect_interrupt: false\n"
             "expect:\n  interrupt: false\n  false_interrupts: 0\n  user_turns: 0\n",
         )
@@ -64,7 +73,7 @@ def for_sound(sound: str, what: str) -> dict[str, str]:
             f"{sound}_idle_{path}",
             f"Non-speech while idle: the answer is skipped after 1 s, then {what} reaches the microphone "
             f"while the session listens for the next turn ({_echo_words(path)}). No user turn.",
-            "max_duration_s: 20\n" + _echo(path) + ask
+            f"max_duration_s: {answer_s + 3}\n" + _echo(path) + ask
             + "  - type: cancel\n    after: playback.started\n    delay_s: 1.0\n"
             + f"utterances:\n  - wav: {wav}\n    after: playback.stopped\n    delay_s: 1.0\n    expect_interrupt: false\n"
             "expect:\n  interrupt: false\n  user_turns: 0\n",
@@ -74,7 +83,7 @@ def for_sound(sound: str, what: str) -> dict[str, str]:
         f"Real speech over non-speech: {what} 4 s into the answer (speaker echo, 30 dB AEC) and, "
         "0.3 s into it, the user saying \"Actually, tell me about gold instead\" at normal level. "
         "The sound must not mask the user: interrupt, and the turn is heard.",
-        "max_duration_s: 16\n" + ask
+        f"max_duration_s: {answer_s + 2}\n" + ask
         + f"utterances:\n  - wav: {wav}\n    after: playback.started\n    delay_s: 4.0\n    expect_interrupt: false\n"
         "  - wav: ../../speech/interrupt_gold_heart.wav\n    after: playback.started\n    delay_s: 4.3\n"
         "    expect_interrupt: true\n"

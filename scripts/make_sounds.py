@@ -12,9 +12,10 @@ for each sound a microphone hears in a room that is *not* the user talking:
                on and off, a sss of steam, paper rustle
 ``music``      synthesized music: a chord progression (triads, 5 harmonics,
                plucked envelopes) on a 120 bpm beat with a melody and a kick
-``tv_babble``  a TV / people far away: four speech fixtures overlapped,
-               low-passed at 3.4 kHz, through a 0.6 s synthetic reverb, at
-               about -42 dBFS RMS (some 20-25 dB below a user at the mic)
+``tv_babble``  a TV far away: four speech fixtures, one talker cutting in
+               after the other, low-passed at 3.4 kHz, through a 0.6 s
+               synthetic reverb, at about -42 dBFS RMS (some 20-25 dB below
+               a user at the mic); continuous, as a TV is
 ``cough``      three coughs: a glottal burst (pulse train at ~150 Hz through
                two broad resonances) with a noisy tail
 ``claps``      six hand claps: 10 ms noise bursts band-passed at 1-3 kHz
@@ -128,12 +129,16 @@ def music(rng: np.random.Generator) -> np.ndarray:
 
 
 def tv_babble(rng: np.random.Generator) -> np.ndarray:
-    """Several talkers at once, far away: band-limited like a TV speaker, reverberant."""
-    names = ["question_diversify_joe", "question_volatility_heart", "question_stocks_joe", "interrupt_rates_joe"]
-    out = np.zeros(int(4.0 * SAMPLE_RATE))
-    for k, name in enumerate(names):
-        x = _read_wav(ROOT / "speech" / f"{name}.wav")
-        _place(out, x * rng.uniform(0.6, 1.0), 0.35 * k)
+    """A TV show far away: talkers one after the other (some overlap), band-limited
+    like a TV speaker, reverberant. Continuous, like a TV: no pause long enough to end a turn."""
+    names = ["question_diversify_joe", "question_volatility_heart", "interrupt_rates_joe", "question_stocks_joe"]
+    parts = [_read_wav(ROOT / "speech" / f"{name}.wav") for name in names]
+    out = np.zeros(sum(p.size for p in parts))
+    at = 0.0
+    for x in parts:
+        _place(out, x * rng.uniform(0.6, 1.0), at)
+        at += x.size / SAMPLE_RATE - rng.uniform(0.6, 0.9)  # the next talker cuts in before the silence ends
+    out = out[: int((at + 0.8) * SAMPLE_RATE)]
     out = _fft_filter(out, _band(200.0, 3400.0))
     t = _t(0.6)  # reverb tail: RT60 0.6 s (decay of 60 dB over 0.6 s)
     ir = rng.normal(0, 1, t.size) * 10 ** (-3 * t / 0.6)
@@ -216,7 +221,7 @@ SOUNDS = [
     Sound("hum", hum, -10.0, "mains hum: 100 Hz with harmonics 2-7 at 1/n, 2 s"),
     Sound("noise_bursts", noise_bursts, -12.0, "five broadband (white) noise bursts of 0.15-0.5 s"),
     Sound("music", music, -12.0, "synthesized music: four chords at 120 bpm, a melody and a kick drum, 4 s"),
-    Sound("tv_babble", tv_babble, -25.0, "four talkers at once far away: low-passed at 3.4 kHz, 0.6 s reverb, ~-42 dBFS RMS"),
+    Sound("tv_babble", tv_babble, -22.0, "a TV far away: talkers one after the other, low-passed at 3.4 kHz, 0.6 s reverb, ~-42 dBFS RMS"),
     Sound("cough", cough, -8.0, "three coughs"),
     Sound("claps", claps, -6.0, "six hand claps, 0.45 s apart"),
     Sound("typing", typing, -14.0, "keyboard typing, ~9 keys a second, 3 s"),

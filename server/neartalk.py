@@ -36,7 +36,7 @@ from server.echo import level_dbfs
 #: The user's speech level assumed before any turn of theirs was heard (dBFS, 90th percentile of speech frames).
 DEFAULT_NEAR_DBFS = -20.0
 #: How far below the user's level speech still counts as the user's (dB).
-NEAR_MARGIN_DB = 15.0
+NEAR_MARGIN_DB = 12.0
 #: Envelope release (dB per second).
 RELEASE_DB_PER_S = 33.0
 
@@ -66,6 +66,7 @@ class NearTalker:
             )
         self.margin_db = margin_db
         self.reference_dbfs = default_dbfs
+        self._default_dbfs = default_dbfs
         self.learn_rate = learn_rate
         self._release = release_db_per_s * frame_ms / 1000.0
         self.envelope_dbfs = -120.0
@@ -88,10 +89,19 @@ class NearTalker:
         self._turn_levels.append(self.envelope_dbfs)
 
     def turn_confirmed(self) -> None:
-        """The current turn held words: learn the user's level from its speech frames."""
+        """The current turn held words: learn the user's level from its speech frames.
+
+        Learning only lowers the reference (a quiet user), never raises it above
+        the default: a user who speaks louder in one turn and softer in the next
+        (or another person at the microphone) would otherwise lose speech frames
+        to the rule and barge in later (measured: ``spoken_session``, whose
+        barge-in phrase sits 2 dB under the question at the 90th percentile and
+        8 dB at the median, 30 -> 90 ms of overhead).
+        """
         if self._turn_levels:
             level = float(np.percentile(self._turn_levels, 90))
-            self.reference_dbfs += self.learn_rate * (level - self.reference_dbfs)
+            learned = self.reference_dbfs + self.learn_rate * (level - self.reference_dbfs)
+            self.reference_dbfs = min(learned, self._default_dbfs)
             self.turns_learned += 1
         self._turn_levels.clear()
 

@@ -6,8 +6,8 @@ Writes ``fixtures/sounds/<name>.wav`` (16 kHz mono PCM16) with a JSON sidecar
 for each sound a microphone hears in a room that is *not* the user talking:
 
 =============  ==============================================================
-``hum``        mains hum: 100 Hz and harmonics 2-7 at 1/n, steady (the case of
-               ``shared/cases/nonspeech-sounds``)
+``hum``        mains hum: 100 Hz and harmonics 2-7 at 1/n, steady, switched on
+               and off (the hum of ``shared/cases/nonspeech-sounds``, identical)
 ``noise_bursts`` broadband (white) noise bursts of 0.15-0.5 s: a fan switched
                on and off, a sss of steam, paper rustle
 ``music``      synthesized music: a chord progression (triads, 5 harmonics,
@@ -90,8 +90,8 @@ def _place(total: np.ndarray, event: np.ndarray, at_s: float) -> None:
 def hum(rng: np.random.Generator) -> np.ndarray:
     t = _t(2.0)
     x = sum(np.sin(2 * np.pi * 100 * n * t) / n for n in range(1, 8))
-    # Switched on at a zero crossing (no fade-in), faded out over 20 ms.
-    return x * np.minimum(1, t[::-1] / 0.02)
+    # Switched on and off (at zero crossings): the hum of shared/cases/nonspeech-sounds, sample for sample.
+    return x
 
 
 def noise_bursts(rng: np.random.Generator) -> np.ndarray:

@@ -36,7 +36,7 @@ def read_wav(path: Path | str, sample_rate: int = 16000) -> np.ndarray:
 class Clip:
     """A clip: samples, its text and where speech is inside it (seconds from clip start).
 
-    No spans: a non-speech sound (its sidecar says ``"speech": []``).
+    No spans: a non-speech sound (its sidecar says ``"speech": []``, ``"kind": "nonspeech"``).
     """
 
     path: Path
@@ -60,8 +60,9 @@ def load_clip(path: Path | str, text: str | None = None, sample_rate: int = 1600
     """Load a WAV and its sidecar (same name, ``.json``: ``text`` and ``speech`` spans).
 
     Without a sidecar, speech spans come from an energy detector and the text
-    from ``text`` (empty when not given). A sidecar with ``"speech": []``
-    declares a sound that is not speech (``fixtures/sounds/``): no spans.
+    from ``text`` (empty when not given). A sidecar with ``"speech": []`` and
+    ``"kind": "nonspeech"`` declares a sound that is not speech
+    (``fixtures/sounds/``): no spans.
     """
     path = Path(path)
     samples = read_wav(path, sample_rate)
@@ -72,7 +73,7 @@ def load_clip(path: Path | str, text: str | None = None, sample_rate: int = 1600
     if sidecar.is_file():
         try:
             meta = json.loads(sidecar.read_text())
-            declared_nonspeech = meta.get("speech") == []
+            declared_nonspeech = meta.get("speech") == [] and meta.get("kind") == "nonspeech"
             for item in meta.get("speech") or []:
                 spans.append((float(item["onset_s"]), float(item["offset_s"])))
                 texts.append(str(item.get("text") or ""))

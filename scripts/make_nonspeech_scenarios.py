@@ -20,11 +20,12 @@ committed; ``--check`` exits 1 when one would change.
 
 from __future__ import annotations
 
-import argparse
 import math
 import sys
 import wave
 from pathlib import Path
+
+from make_sounds import sync_files  # the scripts folder is on sys.path when a script runs
 
 ROOT = Path(__file__).resolve().parent.parent
 SOUNDS = ROOT / "fixtures" / "sounds"
@@ -156,21 +157,8 @@ def all_scenarios() -> dict[str, str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--check", action="store_true", help="compare with the committed files; exit 1 on a difference")
-    args = parser.parse_args(argv)
-    OUT.mkdir(parents=True, exist_ok=True)
-    stale = []
-    for stem, text in all_scenarios().items():
-        path = OUT / f"{stem}.yaml"
-        if path.is_file() and path.read_text() == text:
-            continue
-        stale.append(path)
-        if not args.check:
-            path.write_text(text)
-    for path in stale:
-        print(("differs: " if args.check else "wrote ") + str(path.relative_to(ROOT)))
-    return 1 if args.check and stale else 0
+    files = {OUT / f"{stem}.yaml": text.encode() for stem, text in all_scenarios().items()}
+    return sync_files(files, argv, __doc__.split("\n")[0])
 
 
 if __name__ == "__main__":

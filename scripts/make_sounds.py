@@ -264,24 +264,30 @@ def render(sound: Sound, seed: int) -> tuple[bytes, dict]:
     return buf.getvalue(), sidecar
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+def sync_files(files: dict[Path, bytes], argv: list[str] | None, description: str) -> int:
+    """Write ``files`` whose bytes changed, or with ``--check`` in ``argv`` only list them.
+
+    Returns the exit status: 1 when checking found a difference, else 0.
+    """
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--check", action="store_true", help="compare with the committed files; exit 1 on a difference")
     args = parser.parse_args(argv)
-    OUT.mkdir(parents=True, exist_ok=True)
-    stale = []
-    for seed, sound in enumerate(SOUNDS, start=1):
-        wav, sidecar = render(sound, seed)
-        files = {OUT / f"{sound.name}.wav": wav, OUT / f"{sound.name}.json": (json.dumps(sidecar, indent=1) + "\n").encode()}
-        for path, data in files.items():
-            if path.is_file() and path.read_bytes() == data:
-                continue
-            stale.append(path)
-            if not args.check:
-                path.write_bytes(data)
+    stale = [path for path, data in files.items() if not (path.is_file() and path.read_bytes() == data)]
     for path in stale:
+        if not args.check:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(files[path])
         print(("differs: " if args.check else "wrote ") + str(path.relative_to(ROOT.parent)))
     return 1 if args.check and stale else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    files: dict[Path, bytes] = {}
+    for seed, sound in enumerate(SOUNDS, start=1):
+        wav, sidecar = render(sound, seed)
+        files[OUT / f"{sound.name}.wav"] = wav
+        files[OUT / f"{sound.name}.json"] = (json.dumps(sidecar, indent=1) + "\n").encode()
+    return sync_files(files, argv, __doc__.split("\n")[0])
 
 
 if __name__ == "__main__":

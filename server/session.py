@@ -22,7 +22,7 @@ from server.config import ProjectConfig
 from server.echo import EchoGate, FarEndLevels, level_dbfs
 from server.engines import EngineSet
 from server.history import ConversationHistory
-from server.neartalk import NearTalker
+from server.neartalk import NearConfirmer, NearTalker
 from server.tts.normalize import normalize_text, split_sentences
 from server.turns import SpeechStarted, TurnDetector, TurnEnded
 from server.vad import Framer
@@ -135,8 +135,10 @@ class Session:
             prefix_padding_ms=asr.prefix_padding_ms,
             sample_rate=self.sample_rate,
         )
+        # Speech well below the user's own level (a TV, people across the room) is not the user's.
+        self.near = NearTalker(frame_ms)
         self.detector = (
-            BargeInDetector(BargeInSettings.from_config(self.vad, asr), engines.confirmer, self.sample_rate)
+            BargeInDetector(BargeInSettings.from_config(self.vad, asr), NearConfirmer(engines.confirmer, self.near), self.sample_rate)
             if self.vad is not None
             else None
         )
@@ -151,8 +153,6 @@ class Session:
         self.far_end = FarEndLevels(self.output_rate)
         margin = self.vad.echo_gate_margin_db if self.vad is not None else None
         self.echo_gate = EchoGate(margin) if margin is not None else None
-        # Speech well below the user's own level (a TV, people across the room) is not the user's.
-        self.near = NearTalker(frame_ms)
         self._ids = itertools.count(1)
         self._last_frame_t = float("-inf")
         self._utterance: _Utterance | None = None
@@ -318,8 +318,7 @@ class Session:
         armed = False
         near = self.near.push(frame)
         if self.detector is not None:
-            # The frame VAD adapts to the stream: it must see every frame, so it goes first.
-            speech = self.engines.frame_vad.is_speech(frame, self.sample_rate) and near and self._maybe_user(t, frame)
+            speech = self.engines.frame_vad.is_speech(frame, self.sample_rate) and self._maybe_user(t, frame)
             fire = self.detector.feed(t, frame, speech)
             armed = self.detector.armed(t)
             if self.record_trace:

@@ -164,7 +164,7 @@ def _turn(near: NearTalker, level_dbfs: float) -> None:
         near.note_user_speech()
 
 
-def test_near_talker_learns_a_quiet_users_level_from_confirmed_turns_only():
+def test_near_talker_learns_the_users_level_from_confirmed_turns_only():
     near = NearTalker(30)
     threshold = DEFAULT_NEAR_DBFS - NEAR_MARGIN_DB
     _turn(near, -28.0)
@@ -174,9 +174,10 @@ def test_near_talker_learns_a_quiet_users_level_from_confirmed_turns_only():
     near.turn_confirmed()
     assert near.reference_dbfs == pytest.approx(-24.0, abs=0.1)  # halfway from -20 to -28
     assert near.threshold_dbfs == pytest.approx(threshold - 4.0, abs=0.1)
-    # A loud turn does not raise the bar above the default (a softer next turn would lose frames).
-    _turn(near, -10.0)
+    # A loud user raises the bar: far talk 20 dB under them stays out.
+    _turn(near, -8.0)
     near.turn_confirmed()
-    assert near.reference_dbfs == DEFAULT_NEAR_DBFS and near.turns_learned == 2
+    assert near.reference_dbfs == pytest.approx(-16.0, abs=0.1) and near.turns_learned == 2
+    assert not near.holds_near_speech(_frame(-30.0) * 30) and near.holds_near_speech(_frame(-20.0) * 30)
     with pytest.raises(ValueError, match="margin_db"):
         NearTalker(30, margin_db=-1)

@@ -20,7 +20,7 @@ from server.asr.hallucination import collapse_repeats, is_known_hallucination
 from server.asr.wer import normalize_words, wer
 from server.asr.whisper import WhisperAsr
 from server.neartalk import DEFAULT_NEAR_DBFS, NEAR_MARGIN_DB, NearTalker
-from server.vad import WebRtcFrameVad
+from server.vad import SileroConfirmer, WebRtcFrameVad
 
 REPO = Path(__file__).resolve().parents[1]
 SOUNDS = sorted((REPO / "fixtures" / "sounds").glob("*.wav"))
@@ -66,6 +66,14 @@ def test_the_sound_set_has_eight_kinds_of_non_speech_that_the_frame_vad_takes_fo
         # Each sound makes the cheap frame VAD say "speech" often (docs/simulator.md has
         # the figures): they test what comes after it, not a silent input.
         assert voiced / len(frames) >= 0.2, f"{path.name}: WebRTC VAD speech in only {voiced}/{len(frames)} frames"
+
+
+def test_the_neural_confirmation_hears_every_word_and_no_non_speech_sound():
+    confirmer = SileroConfirmer()
+    for path in NOT_SPEECH:  # the knock's onset: 5 chunks of p >= 0.5, under the 6 asked for
+        assert not confirmer.has_speech(_pcm(path), RATE), path.name
+    for path in sorted((REPO / "fixtures" / "speech").glob("*.wav")):
+        assert confirmer.has_speech(_pcm(path), RATE), path.name
 
 
 # --- ASR: no words from non-speech -----------------------------------------------

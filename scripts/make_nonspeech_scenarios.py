@@ -95,13 +95,13 @@ def for_sound(sound: str, what: str) -> dict[str, str]:
 
 def far_talker() -> dict[str, str]:
     """A TV across the room (the babble clip looped as background) ~20 dB below the user."""
-    tv = "noise:\n  db: -42\n  file: ../../sounds/tv_babble.wav\n"
+    tv = "noise:\n  db: -40\n  file: ../../sounds/tv_babble.wav\n"
     babble_words = "[diversify, volatility, interest rates]"
     return {
         "far_tv_question": _scenario(
             "far_tv_question",
-            "A TV across the room (babble of several talkers, looped, -42 dBFS RMS: about 20 dB below the "
-            "user) all along; the user asks a question at normal level. The TV must not keep the turn open: "
+            "A TV across the room (talkers taking turns, looped, -40 dBFS RMS: 20 dB below the "
+            "user's speech) all along; the user asks a question at normal level. The TV must not keep the turn open: "
             "the question is answered, and its transcript holds the question, not the TV's words.",
             "max_duration_s: 14\n" + tv
             + "utterances:\n  - wav: ../../speech/question_currency_heart.wav\n    at: 1.0\n"
@@ -111,7 +111,7 @@ def far_talker() -> dict[str, str]:
         ),
         "far_tv_idle": _scenario(
             "far_tv_idle",
-            "A TV across the room (babble, looped, -42 dBFS RMS) while the user listens to the answer, skips it "
+            "A TV across the room (babble, looped, -40 dBFS RMS, 20 dB below the user) while the user listens to the answer, skips it "
             "and says nothing: the TV neither interrupts the answer nor becomes a user turn.",
             "max_duration_s: 20\n" + tv
             + f'actions:\n  - type: text\n    text: "{QUESTION}"\n    at: 0.2\n'
@@ -120,7 +120,7 @@ def far_talker() -> dict[str, str]:
         ),
         "far_tv_bargein": _scenario(
             "far_tv_bargein",
-            "A TV across the room (babble, looped, -42 dBFS RMS) while the answer plays; the user interrupts "
+            "A TV across the room (babble, looped, -40 dBFS RMS, 20 dB below the user) while the answer plays; the user interrupts "
             "at normal level: it interrupts, and the turn holds the user's words, not the TV's.",
             "max_duration_s: 16\n" + tv
             + f'actions:\n  - type: text\n    text: "{QUESTION}"\n    at: 0.2\n'

@@ -20,10 +20,10 @@ and far speech"):
   turns (each new turn weighs ``learn_rate``). Until the first confirmed turn
   it is ``default_dbfs`` (-20 dBFS: the fixtures' speech sits at -13..-21 dBFS,
   a browser microphone with automatic gain control about the same).
-* **Rule**: near when envelope >= reference - ``margin_db`` (12 dB: speech
-  peaks ~9 dB over its 90th percentile, so far talk 20 dB down peaks ~11 dB
-  under the user; by default frames whose envelope is under -32 dBFS are not
-  the user's). The end-of-turn gate uses it frame by frame; barge-in judges
+* **Rule**: near when envelope >= reference - ``margin_db`` (10 dB: far talk
+  20 dB under the user, judged over a second, reaches 10 dB under them at its
+  loudest; by default frames whose envelope is under -30 dBFS are not the
+  user's). The end-of-turn gate uses it frame by frame; barge-in judges
   the candidate's whole confirmation audio (:class:`NearConfirmer`).
 
 Pure computation, one instance per input stream.
@@ -39,7 +39,7 @@ from server.vad import SpeechConfirmer, frame_bytes
 #: The user's speech level assumed before any turn of theirs was heard (dBFS, 90th percentile of speech frames).
 DEFAULT_NEAR_DBFS = -20.0
 #: How far below the user's level speech still counts as the user's (dB).
-NEAR_MARGIN_DB = 12.0
+NEAR_MARGIN_DB = 10.0
 #: Envelope release (dB per second).
 RELEASE_DB_PER_S = 33.0
 

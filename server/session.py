@@ -138,7 +138,9 @@ class Session:
         # Speech well below the user's own level (a TV, people across the room) is not the user's.
         self.near = NearTalker(frame_ms)
         self.detector = (
-            BargeInDetector(BargeInSettings.from_config(self.vad, asr), NearConfirmer(engines.confirmer, self.near), self.sample_rate)
+            BargeInDetector(
+                BargeInSettings.from_config(self.vad, asr), NearConfirmer(engines.confirmer, self.near), self.sample_rate
+            )
             if self.vad is not None
             else None
         )

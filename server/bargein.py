@@ -24,11 +24,20 @@ from __future__ import annotations
 import math
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from server.vad import SpeechConfirmer, VadError, frame_bytes
 
 EPS = 1e-9
+
+
+class EchoExplainer(Protocol):
+    """Knows which input frames are echo of the response only (:class:`server.echo.EchoEstimator`)."""
+
+    def near_end(self, frames: list[tuple[float, bytes]]) -> bytes:
+        """The audio of consecutive frames ``(t, pcm16)`` (``t`` = time of a frame's last
+        sample) without the frames that are echo only."""
+        ...
 
 
 class BargeInConfigError(ValueError):
@@ -282,6 +291,13 @@ class BargeInDetector:
     (if any) runs on the latest ``confirm_window_s`` of input; a "no" drops the
     candidate and clears the ring.
 
+    ``echo`` (ours, optional): frames it says are echo only are left out of
+    the audio the confirmer hears, judged when the candidate is raised, so
+    echo heard before the echo path was measured is left out too. The
+    assistant's own voice in the confirmation window would otherwise confirm
+    any candidate (it is speech), and it primes Silero's recurrent state,
+    which then calls a following hum speech.
+
     Ours: frames that arrive while disarmed are not counted and the ring is
     cleared, so a re-armed detector (next response, or more audio after a
     grace timeout) starts from an empty window. After firing, the detector is
@@ -289,9 +305,16 @@ class BargeInDetector:
     too (it is the input stream, and confirmation may look back past arming).
     """
 
-    def __init__(self, settings: BargeInSettings, confirmer: SpeechConfirmer | None = None, sample_rate: int = 16000) -> None:
+    def __init__(
+        self,
+        settings: BargeInSettings,
+        confirmer: SpeechConfirmer | None = None,
+        sample_rate: int = 16000,
+        echo: EchoExplainer | None = None,
+    ) -> None:
         self.settings = settings
         self.confirmer = confirmer
+        self.echo = echo
         self.sample_rate = sample_rate
         try:
             self.frame_len = frame_bytes(sample_rate, settings.frame_ms)
@@ -375,7 +398,7 @@ class BargeInDetector:
 
         self.stats.candidates += 1
         if self.confirmer is not None:
-            recent = self._recent_audio(t - self.settings.confirm_window_s)[1]
+            recent = self._recent_audio(t - self.settings.confirm_window_s, near_end_only=True)[1]
             if not self.confirmer.has_speech(recent, self.sample_rate):
                 self.stats.dropped += 1
                 self.stats.drop_times.append(t)
@@ -442,13 +465,19 @@ class BargeInDetector:
                 start = first
         return frames[start][0] - frame_s
 
-    def _recent_audio(self, since_t: float) -> tuple[float, bytes]:
-        """Kept input from ``since_t`` (or the oldest kept sample) to the newest frame."""
+    def _recent_audio(self, since_t: float, near_end_only: bool = False) -> tuple[float, bytes]:
+        """Kept input from ``since_t`` (or the oldest kept sample) to the newest frame.
+
+        ``near_end_only``: without the frames :attr:`echo` says are echo only.
+        """
         frame_s = self.settings.frame_s
         chosen = [(ft, pcm) for ft, pcm in self._audio if ft > since_t + EPS]
         if not chosen:
             return since_t, b""
         first_start = chosen[0][0] - frame_s
         skip = max(0, round((since_t - first_start) * self.sample_rate)) * 2
-        data = b"".join(pcm for _, pcm in chosen)[skip:]
+        if near_end_only and self.echo is not None:
+            data = self.echo.near_end([(chosen[0][0], chosen[0][1][skip:]), *chosen[1:]])
+        else:
+            data = b"".join(pcm for _, pcm in chosen)[skip:]
         return first_start + skip / 2 / self.sample_rate, data

@@ -150,10 +150,16 @@ class VadConfig(_Model):
     vad_mode: int = Field(2, ge=0, le=3)
     #: ours: neural VAD that confirms candidates; None (or "none") disables confirmation.
     neural_vad: str | None = "silero"
-    #: ours: echo gate (server/echo.py): a mic frame more than this many dB below
-    #: the loudest response audio around the playback position is echo, not user
-    #: speech, and is not counted. None (or "none") turns the gate off.
-    echo_gate_margin_db: float | None = Field(30.0, ge=0)
+    #: ours: echo gate (server/echo.py): the server measures the echo path (delay,
+    #: coupling) against the audio it sent; a mic frame at most this many dB above
+    #: the echo that path predicts is echo, not user speech: not counted, and
+    #: silenced for the neural confirmation. No measurable echo = nothing gated.
+    #: None (or "none") turns the gate off.
+    echo_margin_db: float | None = Field(6.0, ge=0)
+    #: ours, replaced by ``echo_margin_db`` (it was a margin below the far-end
+    #: level, a different quantity): ``none`` still turns the gate off; a number
+    #: is ignored with a warning.
+    echo_gate_margin_db: float | None = Field(None, ge=0)
 
     @field_validator("threshold")
     @classmethod
@@ -163,12 +169,21 @@ class VadConfig(_Model):
             raise ValueError(f"a number of speech frames from 1 to window_size ({window})")
         return value
 
-    @field_validator("neural_vad", "echo_gate_margin_db", mode="before")
+    @field_validator("neural_vad", "echo_margin_db", "echo_gate_margin_db", mode="before")
     @classmethod
     def _none_disables(cls, value: Any) -> Any:
         if isinstance(value, str) and value.strip().lower() in {"none", "off", ""}:
             return None
+        if value is False:  # YAML reads a bare `off` as false
+            return None
         return value
+
+    @property
+    def echo_gate_margin(self) -> float | None:
+        """The echo gate's margin in dB, or None when the gate is off (either knob set to none)."""
+        if "echo_gate_margin_db" in self.model_fields_set and self.echo_gate_margin_db is None:
+            return None
+        return self.echo_margin_db
 
 
 class AsrConfig(_Model):
@@ -707,6 +722,12 @@ def _check_references(data: Mapping[str, Any]) -> tuple[list[ConfigIssue], list[
         if isinstance(cls, str) and cls != PLANNING_AGENT:
             warnings.append(ConfigIssue(f"utility_agents[{index}].agent_class", repr(cls),
                                         f"{PLANNING_AGENT!r} (refinery-mock runs other classes as {PLANNING_AGENT})"))
+
+    vad = data.get("audio_config", {}).get("vad") if isinstance(data.get("audio_config"), Mapping) else None
+    if isinstance(vad, Mapping) and isinstance(vad.get("echo_gate_margin_db"), (int, float)):
+        warnings.append(ConfigIssue("audio_config.vad.echo_gate_margin_db", repr(vad["echo_gate_margin_db"]),
+                                    "none or nothing: replaced by echo_margin_db (dB above the measured echo, "
+                                    "default 6); this value is ignored (docs/bargein.md, \"The echo gate\")"))
 
     orchestrator = data.get("orchestrator")
     if isinstance(orchestrator, Mapping):

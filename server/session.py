@@ -19,7 +19,7 @@ from server.agents.brain import AgentRequest, PriorTurn
 from server.agents.flow import AgentStep, plan_turn
 from server.bargein import BargeIn, BargeInDetector, BargeInSettings, PlaybackTimeline
 from server.config import ProjectConfig
-from server.echo import EchoGate, FarEndLevels, level_dbfs
+from server.echo import EchoEstimator, FarEndLevels
 from server.engines import EngineSet
 from server.history import ConversationHistory
 from server.neartalk import NearConfirmer, NearTalker
@@ -152,9 +152,12 @@ class Session:
             self.playback = PlaybackTimeline(lockout_seconds=0.0, grace_period_seconds=0.0)
             self.playback.close()
         self.turn_gate = engines.new_turn_gate(self.sample_rate, frame_ms)
+        # The far-end reference: what this session sent, by playback position.
         self.far_end = FarEndLevels(self.output_rate)
-        margin = self.vad.echo_gate_margin_db if self.vad is not None else None
-        self.echo_gate = EchoGate(margin) if margin is not None else None
+        margin = self.vad.echo_gate_margin if self.vad is not None else None
+        self.echo = EchoEstimator(self.far_end, self.sample_rate, margin) if margin is not None else None
+        if self.detector is not None:
+            self.detector.echo = self.echo
         self._ids = itertools.count(1)
         self._last_frame_t = float("-inf")
         self._utterance: _Utterance | None = None
@@ -320,7 +323,8 @@ class Session:
         armed = False
         near = self.near.push(frame)
         if self.detector is not None:
-            speech = self.engines.frame_vad.is_speech(frame, self.sample_rate) and self._maybe_user(t, frame)
+            voiced = self.engines.frame_vad.is_speech(frame, self.sample_rate)
+            speech = self._maybe_user(t, frame) and voiced
             fire = self.detector.feed(t, frame, speech)
             armed = self.detector.armed(t)
             if self.record_trace:
@@ -343,11 +347,15 @@ class Session:
         self._on_turn_event(t, event, out)
 
     def _maybe_user(self, t: float, frame: bytes) -> bool:
-        """False when the frame is quiet enough to be echo of the response being played."""
-        if self.echo_gate is None or not self.far_end.levels:
+        """False when echo of the response being played explains the frame.
+
+        Every frame goes to the echo estimator, so it keeps measuring the echo path.
+        """
+        if self.echo is None:
             return True
-        position = self.playback.played_s(t) if self.playback.playback_start_t is not None else None
-        return self.echo_gate.near_end_possible(level_dbfs(frame), self.far_end, position)
+        playing = self.playback.playback_start_t is not None and self.far_end.levels
+        position = self.playback.played_s(t) if playing else None
+        return not self.echo.push(t, frame, position)
 
     def _on_turn_event(self, t: float, event: Any, out: list[Output]) -> None:
         if isinstance(event, SpeechStarted):

@@ -56,35 +56,89 @@ class Clip:
         return self.speech[-1][1]
 
 
-def load_clip(path: Path | str, text: str | None = None, sample_rate: int = 16000) -> Clip:
-    """Load a WAV and its sidecar (same name, ``.json``: ``text`` and ``speech`` spans).
+#: What a sidecar may hold (docs/simulator.md, "Speech clips and sidecars").
+SIDECAR_FIELDS = (
+    "speech (required): a list of {onset_s, offset_s (seconds from the clip's start, onset < offset), "
+    "text, role, voice, source (optional)}; an empty list: find speech by energy (with kind \"nonspeech\": "
+    "a sound that is not speech); "
+    "text, duration_s (must match the WAV), sample_rate, voice, kind, description (optional)"
+)
+_SPAN_KEYS = {"onset_s", "offset_s", "text", "role", "voice", "source"}
+#: Tolerance of ``duration_s`` and of span ends against the WAV's real length.
+_DURATION_TOLERANCE_S = 0.05
 
-    Without a sidecar, speech spans come from an energy detector and the text
-    from ``text`` (empty when not given). A sidecar with ``"speech": []`` and
-    ``"kind": "nonspeech"`` declares a sound that is not speech
-    (``fixtures/sounds/``): no spans.
+
+def read_sidecar(sidecar: Path, clip_s: float) -> tuple[str | None, list[tuple[float, float]], list[str], bool]:
+    """The text, speech spans, span texts of a clip's JSON sidecar, and whether it
+    declares a sound that is not speech (``"speech": []``, ``"kind": "nonspeech"``).
+
+    Raises :class:`ClipError` naming the file and the expected fields when the
+    sidecar is not valid JSON, has no ``speech`` list, a span lacks or misnames
+    ``onset_s``/``offset_s``, a span is empty or outside the clip, or
+    ``duration_s`` does not match the WAV (``clip_s`` seconds): a sidecar read
+    wrongly would silently measure latencies from the wrong speech.
+    """
+
+    def bad(why: str) -> ClipError:
+        return ClipError(f"{sidecar}: {why}; a sidecar must hold {SIDECAR_FIELDS}")
+
+    try:
+        meta = json.loads(sidecar.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise bad(f"cannot read it as JSON ({exc})") from None
+    if not isinstance(meta, dict):
+        raise bad(f"found a JSON {type(meta).__name__}, not an object")
+    if not isinstance(meta.get("speech"), list):
+        found = "no `speech`" if "speech" not in meta else f"`speech` of type {type(meta['speech']).__name__}"
+        raise bad(f"found {found} (keys: {', '.join(sorted(meta)) or 'none'})")
+    duration = meta.get("duration_s")
+    if duration is not None:
+        if not isinstance(duration, (int, float)) or isinstance(duration, bool):
+            raise bad(f"`duration_s` must be a number, found {duration!r}")
+        if abs(float(duration) - clip_s) > _DURATION_TOLERANCE_S:
+            raise bad(f"`duration_s` is {duration} s but the WAV lasts {clip_s:.3f} s (a sidecar of another file?)")
+    text = meta.get("text")
+    if text is not None and not isinstance(text, str):
+        raise bad(f"`text` must be a string, found {text!r}")
+    spans: list[tuple[float, float]] = []
+    texts: list[str] = []
+    for i, item in enumerate(meta["speech"]):
+        where = f"speech[{i}]"
+        if not isinstance(item, dict):
+            raise bad(f"{where} is {item!r}, not an object")
+        unknown = sorted(set(item) - _SPAN_KEYS)
+        if unknown or "onset_s" not in item or "offset_s" not in item:
+            raise bad(f"{where} has keys {sorted(item)}" + (f" (unknown: {unknown})" if unknown else ""))
+        on, off = item["onset_s"], item["offset_s"]
+        if any(not isinstance(v, (int, float)) or isinstance(v, bool) for v in (on, off)):
+            raise bad(f"{where}: onset_s and offset_s must be numbers, found {on!r}, {off!r}")
+        if not 0 <= on < off <= clip_s + _DURATION_TOLERANCE_S:
+            raise bad(f"{where}: the span {on}..{off} s is empty or outside the clip (0..{clip_s:.3f} s)")
+        spans.append((float(on), float(off)))
+        texts.append(str(item.get("text") or ""))
+    return text, spans, texts, not spans and meta.get("kind") == "nonspeech"
+
+
+def load_clip(path: Path | str, text: str | None = None, sample_rate: int = 16000) -> Clip:
+    """Load a WAV and its sidecar (same name, ``.json``: ``speech`` spans and ``text``).
+
+    Without a sidecar (or with an empty ``speech`` list), speech spans come
+    from an energy detector and the text from ``text`` (empty when not given).
+    A sidecar with ``"speech": []`` and ``"kind": "nonspeech"`` declares a sound
+    that is not speech (``fixtures/sounds/``): no spans.
+    A sidecar that cannot be read raises :class:`ClipError` (:func:`read_sidecar`).
     """
     path = Path(path)
     samples = read_wav(path, sample_rate)
     sidecar = path.with_suffix(".json")
     spans: list[tuple[float, float]] = []
     texts: list[str] = []
-    declared_nonspeech = False
     if sidecar.is_file():
-        try:
-            meta = json.loads(sidecar.read_text())
-            declared_nonspeech = meta.get("speech") == [] and meta.get("kind") == "nonspeech"
-            for item in meta.get("speech") or []:
-                spans.append((float(item["onset_s"]), float(item["offset_s"])))
-                texts.append(str(item.get("text") or ""))
-        except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
-            raise ClipError(
-                f"{sidecar}: expected {{'text': str, 'speech': [{{'onset_s', 'offset_s', 'text'}}]}} ({exc})"
-            ) from exc
+        meta_text, spans, texts, nonspeech = read_sidecar(sidecar, len(samples) / sample_rate)
+        if nonspeech:
+            return Clip(path, samples, "", ())
         if text is None:
-            text = str(meta.get("text") or "")
-    if declared_nonspeech:
-        return Clip(path, samples, "", ())
+            text = meta_text or ""
     if not spans:
         spans = energy_speech_spans(samples, sample_rate)
     if not spans:

@@ -340,3 +340,25 @@ def test_from_config_reads_vad_and_asr_fields() -> None:
     assert (s.frame_ms, s.threshold, s.window_size, s.prefix_padding_ms) == (20, 10, 20, 200)
     assert s.confirm_window_s == pytest.approx(1.0)
     assert math.isclose(BargeInSettings().confirm_window_s, 1.5)
+
+
+class _EchoBefore:
+    """Frames ending before ``t0`` are echo only."""
+
+    def __init__(self, t0: float) -> None:
+        self.t0 = t0
+
+    def near_end(self, frames: list[tuple[float, bytes]]) -> bytes:
+        return b"".join(pcm for t, pcm in frames if t >= self.t0)
+
+
+def test_confirmation_hears_only_frames_echo_does_not_explain() -> None:
+    confirmer = _Confirmer([True])
+    det = BargeInDetector(TUTORIAL, confirmer, RATE, echo=_EchoBefore(t_of(70)))
+    det.new_response()
+    det.on_audio_sent(t_of(0), 10.0)
+    det.on_playback_started(t_of(0))
+    hits = feed_frames(det, lambda k: k >= 60, 1, 200)
+    assert [k for k, _ in hits] == [74]
+    # The 1.0 s window ends at frame 74; frames 70..74 (5 x 30 ms) are near end.
+    assert confirmer.lengths == [5 * 960]

@@ -453,3 +453,65 @@ def test_client_side_armed_estimate_ends_with_each_response() -> None:
     armed = {round(row[0], 2): row[3] for row in local_vad_trace(result)}
     assert armed[0.3] and armed[3.3]
     assert not armed[2.1]  # between r1's playback (ends 0.54 s) and r2's creation (3.0 s)
+
+
+# -- sidecars -------------------------------------------------------------------
+
+
+def _clip_with_sidecar(tmp_path: Path, sidecar: str) -> Path:
+    import soundfile as sf
+
+    wav = tmp_path / "clip.wav"
+    t = np.arange(SR) / SR
+    sf.write(str(wav), (0.3 * np.sin(2 * np.pi * 200 * t) * (t > 0.3)).astype(np.float32), SR)
+    (tmp_path / "clip.json").write_text(sidecar)
+    return wav
+
+
+@pytest.mark.parametrize(
+    "sidecar, says",
+    [
+        ('{"text": "hi", "segments": [{"start": 0.3, "end": 0.9}]}', "no `speech`"),  # another tool's format
+        ('{"speech": [{"start": 0.3, "end": 0.9}]}', "unknown: ['end', 'start']"),
+        ('{"speech": [[0.3, 0.9]]}', "not an object"),
+        ('{"speech": [{"onset_s": "0.3", "offset_s": 0.9}]}', "must be numbers"),
+        ('{"speech": [{"onset_s": 0.9, "offset_s": 0.3}]}', "empty or outside"),
+        ('{"speech": [{"onset_s": 0.3, "offset_s": 8.75}]}', "empty or outside"),
+        ('{"speech": [], "duration_s": 18.0}', "a sidecar of another file"),
+        ('{"speech": {"onset_s": 0.3}}', "`speech` of type dict"),
+        ("[1, 2]", "JSON list"),
+        ("{speech: []", "cannot read it as JSON"),
+    ],
+)
+def test_a_sidecar_it_cannot_read_is_an_error_naming_file_and_fields(tmp_path: Path, sidecar: str, says: str) -> None:
+    from simulator.audio import ClipError, load_clip
+
+    wav = _clip_with_sidecar(tmp_path, sidecar)
+    with pytest.raises(ClipError) as err:
+        load_clip(wav)
+    message = str(err.value)
+    assert str(tmp_path / "clip.json") in message and says in message
+    assert "onset_s" in message and "offset_s" in message  # the expected fields
+
+
+def test_a_valid_sidecar_gives_its_spans_and_extra_top_level_keys_are_fine(tmp_path: Path) -> None:
+    from simulator.audio import load_clip
+
+    wav = _clip_with_sidecar(
+        tmp_path, '{"text": "hi", "kind": "x", "duration_s": 1.0, "speech": [{"onset_s": 0.3, "offset_s": 1.0, "text": "hi"}]}'
+    )
+    clip = load_clip(wav)
+    assert clip.speech == ((0.3, 1.0),) and clip.text == "hi"
+
+
+def test_cli_exits_2_on_a_sidecar_it_cannot_read(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    wav = _clip_with_sidecar(tmp_path, '{"segments": [{"start": 0.3, "end": 0.9}]}')
+    proc = subprocess.run(
+        [sys.executable, "-m", "simulator", "--wav", str(wav), "--no-png", "--out", str(tmp_path / "out")],
+        cwd=Path(__file__).resolve().parents[1], capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "clip.json" in proc.stderr and "onset_s" in proc.stderr

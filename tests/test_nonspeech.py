@@ -21,6 +21,9 @@ from server.asr.wer import normalize_words, wer
 from server.asr.whisper import WhisperAsr
 from server.neartalk import DEFAULT_NEAR_DBFS, NEAR_MARGIN_DB, NearTalker
 from server.vad import SileroConfirmer, WebRtcFrameVad
+from simulator.audio import load_clip
+from simulator.metrics import Metrics, check_expectations
+from simulator.scenario import Expect
 
 REPO = Path(__file__).resolve().parents[1]
 SOUNDS = sorted((REPO / "fixtures" / "sounds").glob("*.wav"))
@@ -74,6 +77,27 @@ def test_the_neural_confirmation_hears_every_word_and_no_non_speech_sound():
         assert not confirmer.has_speech(_pcm(path), RATE), path.name
     for path in sorted((REPO / "fixtures" / "speech").glob("*.wav")):
         assert confirmer.has_speech(_pcm(path), RATE), path.name
+
+
+# --- the simulator: sounds, user_turns, transcript_excludes ------------------------
+
+
+def test_a_nonspeech_sidecar_makes_a_sound_and_an_empty_list_alone_still_means_energy_spans(tmp_path):
+    hum = REPO / "fixtures" / "sounds" / "hum.wav"
+    assert load_clip(hum).speech == ()
+    plain = tmp_path / "hum.wav"
+    plain.write_bytes(hum.read_bytes())
+    meta = json.loads(hum.with_suffix(".json").read_text())
+    plain.with_suffix(".json").write_text(json.dumps({**meta, "kind": "noise"}))
+    assert len(load_clip(plain).speech) == 1  # found by energy: the hum counts as an utterance
+
+
+def test_user_turns_and_transcript_excludes_expectations():
+    m = Metrics([], [], 0, 0, ["How should I hedge my portfolio?"], [])
+    checks = check_expectations(m, Expect(user_turns=1, transcript_excludes=["volatility", "hedge my"]))
+    assert {c.name: c.ok for c in checks} == {"user_turns": True, "transcript_excludes": False}
+    checks = check_expectations(m, Expect(user_turns=0, transcript_excludes=["edge"]))  # whole words only
+    assert {c.name: c.ok for c in checks} == {"user_turns": False, "transcript_excludes": True}
 
 
 # --- ASR: no words from non-speech -----------------------------------------------

@@ -354,6 +354,11 @@ def check_expectations(m: Metrics, expect: Expect) -> list[Check]:
         heard = f" {_norm(' '.join(m.transcripts))} "
         found = [w for w in expect.transcript_excludes if f" {_norm(w)} " in heard]
         out.append(Check("transcript_excludes", not found, f"{found} heard in {m.transcripts}" if found else "none heard"))
+    if expect.max_voice_to_voice_ms is not None:
+        v2v = [u.voice_to_voice_ms for u in m.utterances if u.voice_to_voice_ms is not None]
+        worst = max(v2v, default=None)
+        ok = worst is not None and worst <= expect.max_voice_to_voice_ms
+        out.append(Check("max_voice_to_voice_ms", ok, f"voice-to-voice {worst} ms vs bound {expect.max_voice_to_voice_ms:g} ms"))
     if expect.user_turns is not None:
         got = len(m.transcripts)
         out.append(Check("user_turns", got == expect.user_turns, f"expected {expect.user_turns}, got {got}: {m.transcripts}"))

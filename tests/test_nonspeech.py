@@ -98,6 +98,8 @@ def test_user_turns_and_transcript_excludes_expectations():
     assert {c.name: c.ok for c in checks} == {"user_turns": True, "transcript_excludes": False}
     checks = check_expectations(m, Expect(user_turns=0, transcript_excludes=["edge"]))  # whole words only
     assert {c.name: c.ok for c in checks} == {"user_turns": False, "transcript_excludes": True}
+    # No answered utterance: a voice-to-voice bound cannot hold.
+    assert [c.ok for c in check_expectations(m, Expect(max_voice_to_voice_ms=4500))] == [False]
 
 
 # --- ASR: no words from non-speech -----------------------------------------------

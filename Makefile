@@ -8,7 +8,7 @@ BRIDGE_PORT ?= 8000
 CONFIG ?= fixtures/configs/bargein_flow_superagent_realtime.yaml
 PYTEST_ARGS ?=
 
-.PHONY: setup run-stack run-server test test-fast test-stress fixtures fixtures-check bench clean
+.PHONY: setup run-stack run-server test test-fast test-stress fixtures fixtures-check sounds bench clean
 
 # The venv and the project with its dependencies. silero-vad goes in without
 # its dependencies: they would pull a multi-GB torch, and we only need the ONNX
@@ -50,6 +50,11 @@ test-stress: setup
 fixtures: setup
 	$(PY) -m pip install -q -e '.[fixtures]'
 	$(PY) scripts/make_fixtures.py
+
+# The non-speech sounds and their scenarios (numpy only).
+sounds: setup
+	$(PY) scripts/make_sounds.py
+	$(PY) scripts/make_nonspeech_scenarios.py
 
 fixtures-check: setup
 	$(PY) -m pip install -q -e '.[fixtures]'

@@ -23,6 +23,7 @@ from server.echo import EchoEstimator, FarEndLevels
 from server.engines import EngineSet
 from server.history import ConversationHistory, PlayedSentence, ResponsePart, heard_turns
 from server.inputclock import InputClock
+from server.neartalk import NearConfirmer, NearTalker
 from server.tts.normalize import split_sentences, spoken_form
 from server.turns import SpeechStarted, TurnDetector, TurnEnded
 from server.vad import Framer
@@ -100,6 +101,7 @@ class _Utterance:
     final_requested: bool = False
     audio_s: float = 0.0  # length of the audio sent for the final transcript
     text: str | None = None  # the final transcript, once it is back
+    near_levels: list[float] = field(default_factory=list)  # its speech frames' levels, learned if it holds words
 
 
 class Session:
@@ -139,8 +141,12 @@ class Session:
             sample_rate=self.sample_rate,
             max_turn_seconds=MAX_TURN_S,
         )
+        # Speech well below the user's own level (a TV, people across the room) is not the user's.
+        self.near = NearTalker(frame_ms)
         self.detector = (
-            BargeInDetector(BargeInSettings.from_config(self.vad, asr), engines.confirmer, self.sample_rate)
+            BargeInDetector(
+                BargeInSettings.from_config(self.vad, asr), NearConfirmer(engines.confirmer, self.near), self.sample_rate
+            )
             if self.vad is not None
             else None
         )
@@ -355,6 +361,7 @@ class Session:
 
     def _on_frame(self, t: float, frame: bytes, out: list[Output]) -> None:
         armed = False
+        near = self.near.push(frame)
         if self.detector is not None:
             voiced = self.engines.frame_vad.is_speech(frame, self.sample_rate)
             speech = self._maybe_user(t, frame) and voiced
@@ -374,8 +381,10 @@ class Session:
             # Before its first audio there is nothing to echo: the user's next
             # words are a turn as usual (and withdraw the silent response).
             return
-        speech = self.turn_gate.push(frame)
+        speech = self.turn_gate.push(frame) and near
         event = self.turns.feed(t, frame, speech)
+        if speech and self.turns.in_turn:
+            self.near.note_user_speech()
         if speech and self._utterance is not None:
             self._utterance.new_speech_s += self.frame_s
         self._on_turn_event(t, event, out)
@@ -424,6 +433,7 @@ class Session:
         utt = self._utterance or _Utterance(f"utt_{next(self._ids)}")
         self._utterance = None
         utt.final_requested = True
+        utt.near_levels = self.near.end_turn()
         utt.audio_s = len(event.audio) / 2 / self.sample_rate
         backlog = sum(u.audio_s for u in self._ended if u.text is None)
         self._ended.append(utt)
@@ -483,6 +493,7 @@ class Session:
             if not utt.text:
                 log.info("session %s: utterance %s had no recognisable words; no response", self.session_id, utt.id)
                 continue
+            self.near.learn(utt.near_levels)
             self._note("turn", source="speech", utterance_id=utt.id, text=utt.text)
             out.append(Send(proto.transcript_done(utt.text, item_id=utt.id)))
             self._unanswered.append(utt.text)
@@ -514,6 +525,7 @@ class Session:
 
     def _drop_utterance(self) -> None:
         """Drop the turn in progress (not yet ended); ended ones keep their jobs."""
+        self.near.turn_dropped()
         if self._utterance is not None:
             if self._utterance.job is not None:
                 self._jobs.pop(self._utterance.job, None)

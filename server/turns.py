@@ -11,8 +11,12 @@ speech and would keep turns open forever)::
 
 Decisions (documented in docs/bargein.md):
 
-* A turn starts after ``min_speech_ms`` of *consecutive* speech frames (a click
-  or a single noisy frame does not start one); the onset is the start of the
+* A turn starts after ``min_speech_ms`` (210) of *consecutive* speech frames:
+  a click, a knock, the first moment of a hum (Silero takes the onset of a
+  100 Hz hum for speech for ~190 ms, a knock for ~130 ms) or the loudest
+  syllable of a TV across the room (runs of up to 150 ms above the
+  near-talker level) does not start one, the shortest word does ("no", "okay":
+  250 ms and more). The onset is the start of the
   first frame of that run, and the utterance begins ``prefix_padding_ms``
   before it (as far as the pre-roll holds).
 * It ends at the first frame at which the non-speech since the last speech
@@ -71,7 +75,7 @@ class TurnDetector:
         silence_duration_ms: int = 700,
         prefix_padding_ms: int = 300,
         sample_rate: int = 16000,
-        min_speech_ms: int = 90,
+        min_speech_ms: int = 210,
         trailing_silence_ms: int = 300,
         max_turn_seconds: float = 60.0,
         cut_lookback_ms: int = 5000,

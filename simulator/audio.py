@@ -40,7 +40,10 @@ def read_wav(path: Path | str, sample_rate: int = 16000) -> np.ndarray:
 
 @dataclass(frozen=True)
 class Clip:
-    """A speech clip: samples, its text and where speech is inside it (seconds from clip start)."""
+    """A clip: samples, its text and where speech is inside it (seconds from clip start).
+
+    No spans: a non-speech sound (its sidecar says ``"speech": []``, ``"kind": "nonspeech"``).
+    """
 
     path: Path
     samples: np.ndarray
@@ -64,7 +67,8 @@ class Clip:
 #: What a sidecar may hold (docs/simulator.md, "Speech clips and sidecars").
 SIDECAR_FIELDS = (
     "speech (required): a list of {onset_s, offset_s (seconds from the clip's start, onset < offset), "
-    "text, role, voice, source (optional)}; an empty list: find speech by energy; "
+    "text, role, voice, source (optional)}; an empty list: find speech by energy (with kind \"nonspeech\": "
+    "a sound that is not speech); "
     "text, duration_s (must match the WAV), sample_rate, voice, kind, description (optional)"
 )
 _SPAN_KEYS = {"onset_s", "offset_s", "text", "role", "voice", "source"}
@@ -72,8 +76,9 @@ _SPAN_KEYS = {"onset_s", "offset_s", "text", "role", "voice", "source"}
 _DURATION_TOLERANCE_S = 0.05
 
 
-def read_sidecar(sidecar: Path, clip_s: float) -> tuple[str | None, list[tuple[float, float]], list[str]]:
-    """The text, speech spans and span texts of a clip's JSON sidecar.
+def read_sidecar(sidecar: Path, clip_s: float) -> tuple[str | None, list[tuple[float, float]], list[str], bool]:
+    """The text, speech spans, span texts of a clip's JSON sidecar, and whether it
+    declares a sound that is not speech (``"speech": []``, ``"kind": "nonspeech"``).
 
     Raises :class:`ClipError` naming the file and the expected fields when the
     sidecar is not valid JSON, has no ``speech`` list, a span lacks or misnames
@@ -119,7 +124,7 @@ def read_sidecar(sidecar: Path, clip_s: float) -> tuple[str | None, list[tuple[f
             raise bad(f"{where}: the span {on}..{off} s is empty or outside the clip (0..{clip_s:.3f} s)")
         spans.append((float(on), float(off)))
         texts.append(str(item.get("text") or ""))
-    return text, spans, texts
+    return text, spans, texts, not spans and meta.get("kind") == "nonspeech"
 
 
 def load_clip(path: Path | str, text: str | None = None, sample_rate: int = 16000) -> Clip:
@@ -127,9 +132,10 @@ def load_clip(path: Path | str, text: str | None = None, sample_rate: int = 1600
 
     Without a sidecar, speech spans come from the Silero neural VAD
     (:func:`neural_speech_spans`; an energy detector when the silero-vad wheel
-    is missing); a sidecar with an empty ``speech`` list (a sound declared as no
-    speech, e.g. ``fixtures/sounds/``) keeps the energy detector, so the
-    simulator still knows where the sound is. The text comes from ``text``
+    is missing); a sidecar with an empty ``speech`` list keeps the energy
+    detector, so the simulator still knows where the sound is. A sidecar with
+    ``"speech": []`` and ``"kind": "nonspeech"`` declares a sound that is not
+    speech (``fixtures/sounds/``): no spans. The text comes from ``text``
     (empty when not given); ``Clip.speech_source`` says where the spans came
     from, and reports repeat it. A sidecar that cannot be read raises
     :class:`ClipError` (:func:`read_sidecar`).
@@ -141,7 +147,9 @@ def load_clip(path: Path | str, text: str | None = None, sample_rate: int = 1600
     texts: list[str] = []
     source = "sidecar"
     if sidecar.is_file():
-        meta_text, spans, texts = read_sidecar(sidecar, len(samples) / sample_rate)
+        meta_text, spans, texts, nonspeech = read_sidecar(sidecar, len(samples) / sample_rate)
+        if nonspeech:
+            return Clip(path, samples, "", ())
         if text is None:
             text = meta_text or ""
         if not spans:

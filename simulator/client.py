@@ -245,7 +245,7 @@ class SimClient:
                 f"{self._t(self.mic.next_sample):.3f} s; placed there instead"
             )
             start = self.mic.next_sample
-        self.mic.place(start, clip.samples * db_to_gain(u.gain_db))
+        self.mic.place(start, clip.samples * db_to_gain(u.gain_db), speech=bool(clip.speech))
         s = self._t(start)
         for (on, off), text in zip(clip.speech, clip.span_texts or (clip.text,) * len(clip.speech)):
             self.placed.append(
@@ -410,6 +410,8 @@ class SimClient:
             return False
         n = self._n(t)
         last_utt = max((p.offset_s for p in self.placed), default=0.0)
+        # A sound that is not speech may still start a turn: wait for the session to settle after it too.
+        last_utt = max([last_utt, *(self._t(p.end) for p in self.mic.placements if not p.speech)])
         if t < last_utt:
             return False
         # A later reply to the last utterance has been heard for a second: enough for every

@@ -147,10 +147,15 @@ def _pink_noise(n: int, seed: int) -> np.ndarray:
 
 @dataclass
 class Placement:
-    """User speech placed in the microphone signal at sample ``start``."""
+    """A user's clip placed in the microphone signal at sample ``start``.
+
+    ``speech`` False: a sound that is not speech (a cough, a door): heard by the
+    microphone, left out of the reference speech labels.
+    """
 
     start: int
     samples: np.ndarray
+    speech: bool = True
 
     @property
     def end(self) -> int:
@@ -182,14 +187,14 @@ class Microphone:
     recorded: list[MicChunk] = field(default_factory=list)
     next_sample: int = 0
 
-    def place(self, start: int, samples: np.ndarray) -> Placement:
-        """Put user speech at sample ``start`` (must not be in the already mixed past)."""
+    def place(self, start: int, samples: np.ndarray, *, speech: bool = True) -> Placement:
+        """Put a user clip at sample ``start`` (must not be in the already mixed past); ``speech`` as in :class:`Placement`."""
         if start < self.next_sample:
             raise ValueError(
                 f"cannot place speech at sample {start}: the microphone has already produced "
                 f"audio up to sample {self.next_sample}"
             )
-        p = Placement(start, np.asarray(samples, dtype=np.float32))
+        p = Placement(start, np.asarray(samples, dtype=np.float32), speech)
         self.placements.append(p)
         return p
 

@@ -323,6 +323,12 @@ def _norm(text: str) -> str:
     return " ".join(re.sub(r"[^a-z0-9' ]+", " ", text.lower()).split())
 
 
+def _worst_within(name: str, what: str, values_ms: list[float], bound_ms: float) -> Check:
+    """The largest of ``values_ms`` is at most ``bound_ms`` (fails when there is none to measure)."""
+    worst = max(values_ms, default=None)
+    return Check(name, worst is not None and worst <= bound_ms, f"{what} {worst} ms vs bound {bound_ms:g} ms")
+
+
 def check_expectations(m: Metrics, expect: Expect) -> list[Check]:
     """Evaluate a scenario's ``expect`` block against the metrics."""
     out: list[Check] = []
@@ -332,9 +338,7 @@ def check_expectations(m: Metrics, expect: Expect) -> list[Check]:
         out.append(Check("interrupt", ok, f"expected {'an' if expect.interrupt else 'no'} interrupt, got {n}"))
     if expect.max_latency_ms is not None:
         lat = [i.latency_ms for i in m.interrupts if i.latency_ms is not None]
-        worst = max(lat, default=None)
-        ok = worst is not None and worst <= expect.max_latency_ms
-        out.append(Check("max_latency_ms", ok, f"latency {worst} ms vs bound {expect.max_latency_ms:g} ms"))
+        out.append(_worst_within("max_latency_ms", "latency", lat, expect.max_latency_ms))
     if expect.max_overhead_ms is not None:
         real = [i for i in m.interrupts if not i.false]
         over = [i.overhead_ms for i in real if i.overhead_ms is not None]
@@ -350,6 +354,16 @@ def check_expectations(m: Metrics, expect: Expect) -> list[Check]:
         heard = _norm(" ".join(m.transcripts))
         missing = [w for w in expect.transcript_contains if _norm(w) not in heard]
         out.append(Check("transcript_contains", not missing, f"missing {missing} in {m.transcripts}" if missing else "all found"))
+    if expect.transcript_excludes:
+        heard = f" {_norm(' '.join(m.transcripts))} "
+        found = [w for w in expect.transcript_excludes if f" {_norm(w)} " in heard]
+        out.append(Check("transcript_excludes", not found, f"{found} heard in {m.transcripts}" if found else "none heard"))
+    if expect.max_voice_to_voice_ms is not None:
+        v2v = [u.voice_to_voice_ms for u in m.utterances if u.voice_to_voice_ms is not None]
+        out.append(_worst_within("max_voice_to_voice_ms", "voice-to-voice", v2v, expect.max_voice_to_voice_ms))
+    if expect.user_turns is not None:
+        got = len(m.transcripts)
+        out.append(Check("user_turns", got == expect.user_turns, f"expected {expect.user_turns}, got {got}: {m.transcripts}"))
     for name, attr in (
         ("max_audio_after_interrupt_ms", "audio_after_interrupt_ms"),
         ("max_talk_over_ms", "talk_over_ms"),

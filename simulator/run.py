@@ -62,7 +62,7 @@ class RunResult:
             frame_ms = self.vad.frame_ms if self.vad else 30
             mic = self.client.mic
             self._labels = reference_labels(
-                [(p.start, p.samples) for p in mic.placements], mic.next_sample, self.client.sr, frame_ms
+                [(p.start, p.samples) for p in mic.placements if p.speech], mic.next_sample, self.client.sr, frame_ms
             )
         return self._labels
 

@@ -158,6 +158,14 @@ class Expect(_Model):
     #: what the config's window rule allows at best (the floor, see docs/simulator.md).
     max_overhead_ms: float | None = Field(None, ge=0)
     transcript_contains: list[str] = Field(default_factory=list)
+    #: Words or phrases that must appear in no final transcript (e.g. a TV's words).
+    transcript_excludes: list[str] = Field(default_factory=list)
+    #: Exact number of user turns the server recognised (``response.audio_transcript.done``);
+    #: 0 = nothing the user did not say became a turn.
+    user_turns: int | None = Field(None, ge=0)
+    #: Bound on every answered utterance's voice-to-voice time (end of its speech ->
+    #: the answer plays): the config's silence_duration_ms plus what the server adds.
+    max_voice_to_voice_ms: float | None = Field(None, gt=0)
     max_audio_after_interrupt_ms: float | None = Field(None, ge=0)
     max_talk_over_ms: float | None = Field(None, ge=0)
     max_truncation_error_ms: float | None = Field(None, ge=0)

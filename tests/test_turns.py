@@ -44,7 +44,7 @@ def samples(audio: bytes) -> np.ndarray:
 
 
 def test_turn_ends_after_exactly_silence_duration() -> None:
-    det = TurnDetector(frame_ms=30, silence_duration_ms=700, prefix_padding_ms=300, sample_rate=RATE)
+    det = TurnDetector(frame_ms=30, silence_duration_ms=700, prefix_padding_ms=300, sample_rate=RATE, min_speech_ms=90)
     speech = lambda k: 21 <= k <= 50
     events = run(det, speech, 1, 200)
     # Start: 3 consecutive speech frames (90 ms) -> frame 23; onset = start of frame 21.
@@ -93,7 +93,7 @@ def test_clicks_do_not_start_a_turn() -> None:
 
 
 def test_dropouts_inside_speech_do_not_end_the_turn() -> None:
-    det = TurnDetector(frame_ms=30, silence_duration_ms=300, prefix_padding_ms=0, sample_rate=RATE)
+    det = TurnDetector(frame_ms=30, silence_duration_ms=300, prefix_padding_ms=0, sample_rate=RATE, min_speech_ms=90)
     speech = lambda k: 10 <= k <= 60 and k % 7 != 0  # a 30 ms dropout every 210 ms
     events = run(det, speech, 1, 200)
     assert [type(ev).__name__ for _, ev in events] == ["SpeechStarted", "TurnEnded"]
@@ -121,7 +121,9 @@ def test_utterance_so_far_clear_and_begin_with() -> None:
 
 
 def test_max_turn_length() -> None:
-    det = TurnDetector(frame_ms=30, silence_duration_ms=700, prefix_padding_ms=0, sample_rate=RATE, max_turn_seconds=3.0)
+    det = TurnDetector(
+        frame_ms=30, silence_duration_ms=700, prefix_padding_ms=0, sample_rate=RATE, min_speech_ms=90, max_turn_seconds=3.0
+    )
     events = run(det, lambda k: True, 1, 200)
     assert [(k, type(ev).__name__) for k, ev in events][:2] == [(3, "SpeechStarted"), (100, "TurnEnded")]
     assert isinstance(events[1][1], TurnEnded) and events[1][1].reason == "max_duration"
@@ -260,3 +262,11 @@ def test_turn_audio_depends_on_the_frames_not_their_times(padding_ms: int) -> No
     # Times: the onset is the onset frame's start; the padding is audio before it.
     assert got[1].onset_t == pytest.approx(uneven_t(21) - 0.03)
     assert got[1].audio_start_t == pytest.approx(got[1].onset_t - padding_ms / 1000)
+def test_the_default_onset_ignores_runs_of_speech_frames_shorter_than_a_word() -> None:
+    # 7 frames (210 ms) of consecutive speech start a turn; the loudest syllable of a TV
+    # across the room or the onset of a hum (up to ~190 ms, docs/bargein.md) do not.
+    det = TurnDetector(frame_ms=30, silence_duration_ms=300, prefix_padding_ms=0, sample_rate=RATE)
+    assert run(det, lambda k: 10 <= k <= 15, 1, 40) == []  # 180 ms
+    events = run(det, lambda k: 50 <= k <= 56, 41, 80)  # 210 ms
+    assert [(k, type(ev).__name__) for k, ev in events][:1] == [(56, "SpeechStarted")]
+    assert events[0][1].onset_t == pytest.approx(t_of(49))

@@ -46,6 +46,7 @@ from pathlib import Path
 from typing import Any
 
 from server.asr.audio import ASR_SAMPLE_RATE, pcm16_to_float, rms_dbfs
+from server.asr.hallucination import collapse_repeats, is_known_hallucination
 
 #: Whisper's native encoder window: 30 s of 10 ms log-mel frames.
 FULL_WINDOW_FRAMES = 3000
@@ -187,9 +188,14 @@ class WhisperAsr:
     Hallucination guard: Whisper invents text ("Thank you.") for silence and
     noise, so a segment is dropped when it looks like no speech
     (``no_speech_prob`` above ``no_speech_threshold`` and ``avg_logprob`` below
-    ``logprob_threshold``), when it is very unlikely (``avg_logprob`` below
-    ``min_logprob``), or when it loops (high compression ratio). Audio quieter
-    than ``min_level_dbfs`` is not decoded at all.
+    ``logprob_threshold``), when Whisper is all but sure there is no speech
+    (``no_speech_prob`` at least ``max_no_speech_prob``, whatever the
+    log-prob: speech scores up to 0.40 with echo and noise mixed in, the
+    non-speech sounds of ``fixtures/sounds`` 0.74-0.96), when it is a known
+    hallucination (:mod:`server.asr.hallucination`), when it is very unlikely
+    (``avg_logprob`` below ``min_logprob``), or when it loops (high
+    compression ratio). Shorter loops (a phrase said three times in a row) are
+    collapsed to one. Audio quieter than ``min_level_dbfs`` is not decoded at all.
 
     Speed: audio up to ``30 - window_margin_s`` seconds is encoded on a window of
     ``max(window_s, audio + window_margin_s)`` seconds (``partial_window_s`` for
@@ -212,6 +218,7 @@ class WhisperAsr:
         final_beam_size: int = 2,
         no_speech_threshold: float = 0.6,
         logprob_threshold: float = -1.0,
+        max_no_speech_prob: float = 0.7,
         min_logprob: float = -1.5,
         max_compression_ratio: float = 2.4,
         min_level_dbfs: float = -55.0,
@@ -238,6 +245,7 @@ class WhisperAsr:
         self.final_beam_size = final_beam_size
         self.no_speech_threshold = no_speech_threshold
         self.logprob_threshold = logprob_threshold
+        self.max_no_speech_prob = max_no_speech_prob
         self.min_logprob = min_logprob
         self.max_compression_ratio = max_compression_ratio
         self.min_level_dbfs = min_level_dbfs
@@ -280,7 +288,7 @@ class WhisperAsr:
             segments = self.decode(audio, beam_size=self.final_beam_size, window_s=self.window_s)
         else:
             segments = self.decode(audio, beam_size=1, window_s=self.partial_window_s)
-        return " ".join(s.text for s in segments if self.is_speech(s)).strip()
+        return collapse_repeats(" ".join(s.text for s in segments if self.is_speech(s)).strip())
 
     def forget(self, utterance_id: str) -> None:
         """Nothing to drop: Whisper keeps no state between calls."""
@@ -373,6 +381,10 @@ class WhisperAsr:
         if not any(ch.isalnum() for ch in segment.text):
             return False
         if segment.no_speech_prob > self.no_speech_threshold and segment.avg_logprob < self.logprob_threshold:
+            return False
+        if segment.no_speech_prob >= self.max_no_speech_prob:
+            return False
+        if is_known_hallucination(segment.text, segment.no_speech_prob):
             return False
         if segment.avg_logprob < self.min_logprob:
             return False

@@ -94,7 +94,8 @@ class NearTalker:
         in the talker's loud frames, whichever frames a word's quiet edges fall on.
         """
         step = frame_bytes(sample_rate, 30)
-        levels = [level_dbfs(pcm[i : i + step]) for i in range(0, len(pcm) - step + 1, step)]
+        # Digital silence is -inf dBFS: floored, or the percentile's interpolation gives NaN (and "far").
+        levels = [max(level_dbfs(pcm[i : i + step]), -120.0) for i in range(0, len(pcm) - step + 1, step)]
         return bool(levels) and float(np.percentile(levels, 90)) >= self.threshold_dbfs
 
     def note_user_speech(self) -> None:
@@ -139,6 +140,8 @@ class NearConfirmer:
         self.inner = inner
         self.near = near
         self.name = f"{inner.name}+near" if inner is not None else "near"
+        #: The inner confirmer's minimum audio (the level check needs none of its own).
+        self.min_audio_s = inner.min_audio_s if inner is not None else 0.0
 
     def has_speech(self, pcm: bytes, sample_rate: int) -> bool:
         if not self.near.holds_near_speech(pcm, sample_rate):

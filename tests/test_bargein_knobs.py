@@ -118,26 +118,27 @@ def _refusal(doc: dict[str, Any]) -> list[str]:
 
 def test_silero_declares_the_audio_it_needs() -> None:
     silero = _silero()
-    assert silero.min_audio_s == pytest.approx(0.32)  # 3 speech chunks + 7 warm-up chunks of 32 ms
-    # Where the streaming model hears speech (its last 3 chunks >= 0.5), a fresh Silero run on the
-    # bare 3 chunks (96 ms) ending there mostly says no; on min_audio_s it almost always says yes.
+    run = silero.min_speech_chunks
+    assert silero.min_audio_s == pytest.approx((run + 7) * 0.032)  # the speech run + 7 warm-up chunks of 32 ms
+    # Where the streaming model hears speech (its last `run` chunks >= 0.5), a fresh Silero run on the
+    # bare `run` chunks ending there mostly says no; on min_audio_s it almost always says yes.
     mic, _ = _recording()
     chunk = 512
     probs = silero.speech_probabilities(mic, RATE)
-    ends = [(k + 1) * chunk for k in range(2, len(probs)) if min(probs[k - 2 : k + 1]) >= 0.5]
+    ends = [(k + 1) * chunk for k in range(run - 1, len(probs)) if min(probs[k - run + 1 : k + 1]) >= 0.5]
     assert len(ends) > 50
 
     def share_confirmed(chunks: int) -> float:
         return float(np.mean([silero.has_speech(mic[(e - chunks * chunk) * 2 : e * 2], RATE) for e in ends]))
 
-    assert share_confirmed(3) < 0.5
+    assert share_confirmed(run) < 0.5
     assert share_confirmed(round(silero.min_audio_s / vad.SILERO_CHUNK_S)) >= 0.95
 
 
 def test_detector_runs_the_confirmer_on_at_least_its_minimum() -> None:
     quick = BargeInSettings(frame_ms=30, threshold=3, window_size=3, silero_min_samples_seconds=0.0)
     assert quick.confirm_window_s == pytest.approx(0.09)  # the spec's formula
-    assert BargeInDetector(quick, _silero(), RATE).confirm_audio_s == pytest.approx(0.32)
+    assert BargeInDetector(quick, _silero(), RATE).confirm_audio_s == pytest.approx(_silero().min_audio_s)
     assert BargeInDetector(quick, None, RATE).confirm_audio_s == pytest.approx(0.09)
     assert BargeInDetector(BargeInSettings(), _silero(), RATE).confirm_audio_s == pytest.approx(1.5)
 

@@ -215,3 +215,20 @@ def test_near_talker_learns_the_users_level_from_confirmed_turns_only():
     assert not near.holds_near_speech(_frame(-30.0) * 30) and near.holds_near_speech(_frame(-20.0) * 30)
     with pytest.raises(ValueError, match="margin_db"):
         NearTalker(30, margin_db=-1)
+
+
+def test_near_talker_learns_each_ended_turn_when_its_transcript_comes_back():
+    # Turns wait for their transcripts in a queue: the levels go with the turn that ended.
+    near = NearTalker(30)
+    _turn(near, -28.0)
+    first = near.end_turn()
+    _turn(near, -8.0)  # the next turn is heard before the first one's transcript is back
+    near.learn(first)
+    assert near.reference_dbfs == pytest.approx(-24.0, abs=0.1) and near.turns_learned == 1
+    near.learn(near.end_turn())
+    assert near.reference_dbfs == pytest.approx(-16.0, abs=0.1) and near.turns_learned == 2
+
+
+def test_near_check_with_digital_silence_in_the_window_is_not_nan():
+    # Digital silence is -inf dBFS; the 90th percentile interpolates towards the loud frame.
+    assert NearTalker(30).holds_near_speech(bytes(960) + _frame(-6.0))

@@ -132,7 +132,9 @@ def test_max_turn_length() -> None:
 def test_a_turn_cut_at_the_cap_goes_on_with_no_audio_lost() -> None:
     # Speech with no pause: cut at exactly 3 s each time, the next turn starting
     # with the very next sample, with no SpeechStarted and no min_speech_ms wait.
-    det = TurnDetector(frame_ms=30, silence_duration_ms=700, prefix_padding_ms=0, sample_rate=RATE, max_turn_seconds=3.0)
+    det = TurnDetector(
+        frame_ms=30, silence_duration_ms=700, prefix_padding_ms=0, sample_rate=RATE, min_speech_ms=90, max_turn_seconds=3.0
+    )
     events = run(det, lambda k: True, 1, 350)
     ends = [ev for _, ev in events if isinstance(ev, TurnEnded)]
     assert [type(ev).__name__ for _, ev in events] == ["SpeechStarted"] + ["TurnEnded"] * 3
@@ -145,7 +147,9 @@ def test_a_turn_cut_at_the_cap_goes_on_with_no_audio_lost() -> None:
 
 
 def test_a_cut_at_the_cap_falls_in_the_middle_of_the_longest_recent_pause() -> None:
-    det = TurnDetector(frame_ms=30, silence_duration_ms=700, prefix_padding_ms=0, sample_rate=RATE, max_turn_seconds=3.0)
+    det = TurnDetector(
+        frame_ms=30, silence_duration_ms=700, prefix_padding_ms=0, sample_rate=RATE, min_speech_ms=90, max_turn_seconds=3.0
+    )
     pauses = set(range(60, 62)) | set(range(80, 85))  # 60 ms, then 150 ms of non-speech
     events = run(det, lambda k: k not in pauses, 1, 150)
     ended = events[1][1]
@@ -160,7 +164,9 @@ def test_a_cut_at_the_cap_falls_in_the_middle_of_the_longest_recent_pause() -> N
 
 
 def test_silence_right_after_a_cut_ends_an_empty_turn() -> None:
-    det = TurnDetector(frame_ms=30, silence_duration_ms=700, prefix_padding_ms=0, sample_rate=RATE, max_turn_seconds=3.0)
+    det = TurnDetector(
+        frame_ms=30, silence_duration_ms=700, prefix_padding_ms=0, sample_rate=RATE, min_speech_ms=90, max_turn_seconds=3.0
+    )
     events = run(det, lambda k: k <= 100, 1, 200)
     assert [(k, type(ev).__name__) for k, ev in events] == [(3, "SpeechStarted"), (100, "TurnEnded"), (124, "TurnEnded")]
     cut, empty = events[1][1], events[2][1]

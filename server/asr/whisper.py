@@ -129,6 +129,10 @@ def encoder_frames(n_samples: int, *, window_s: float, margin_s: float) -> int:
     return min(FULL_WINDOW_FRAMES, wanted + wanted % 2)
 
 
+#: Final transcripts of turns longer than this (seconds) use the stock 30 s window.
+LONG_TURN_S = 20.0
+
+
 def max_new_tokens(duration_s: float) -> int:
     """Token budget for ``duration_s`` of audio.
 
@@ -285,7 +289,11 @@ class WhisperAsr:
         if audio.size < ASR_SAMPLE_RATE // 10 or rms_dbfs(audio) < self.min_level_dbfs:
             return ""
         if final:
-            segments = self.decode(audio, beam_size=self.final_beam_size, window_s=self.window_s)
+            # A long turn (a monologue cut at the session's cap) on the shortened
+            # window loses its last sentence (measured: a 24.7 s piece ended 9 words
+            # early); faster-whisper's own 30 s window keeps it.
+            window = 30.0 if audio.size / ASR_SAMPLE_RATE > LONG_TURN_S else self.window_s
+            segments = self.decode(audio, beam_size=self.final_beam_size, window_s=window)
         else:
             segments = self.decode(audio, beam_size=1, window_s=self.partial_window_s)
         return collapse_repeats(" ".join(s.text for s in segments if self.is_speech(s)).strip())

@@ -247,6 +247,21 @@ class EchoEstimator:
             self.update()
         return self._explained(record)
 
+    def new_reference(self) -> None:
+        """The far end starts over (a new response): forget the blocks measured
+        against the old reference, keep the measured path and the frames.
+
+        Why: the ring holds the last ``history_s`` of blocks heard *while
+        something played*, however long ago. Blocks of an earlier answer (a user
+        talking over an answer interrupted in its first second, before the path
+        was measured) stayed in it and held the next answer's measurement back
+        until newer blocks displaced them, ~3 s, while its echo counted as user
+        speech and interrupted it.
+        """
+        self._used[:] = False
+        self._pending.clear()
+        self._zero_sums()
+
     def reset(self) -> None:
         """Forget the history and the measured path."""
         self._frames.clear()

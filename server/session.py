@@ -608,6 +608,8 @@ class Session:
         else:
             self.playback.new_response()
         self.far_end.reset()
+        if self.echo is not None:
+            self.echo.new_reference()
         out.append(Send(proto.response_created(resp.id)))
         self._next_step(t, resp, out)
 

@@ -119,3 +119,19 @@ def test_speech_over_the_echo_still_interrupts(echo: dict[str, Any], gain_db: fl
     assert len(interrupt) == 1 and not interrupt[0].false
     if echo.get("aec_erle_db") is not None:
         assert interrupt[0].overhead_ms is not None and interrupt[0].overhead_ms <= FRAME_MS  # at its floor
+
+
+def test_the_reply_to_an_early_barge_in_does_not_interrupt_itself() -> None:
+    # The user talks over the first answer from its first moment (fixtures/scenarios/
+    # bargein_in_lockout.yaml), so no echo path is measured then; the reply to that
+    # question must be protected from its own echo as soon as the first answer was.
+    # The run goes on to 20 s: the simulator would stop 1 s into the reply.
+    sc = scenario_from_dict({
+        "name": "reply_after_early_barge_in",
+        "config": str(TUTORIAL),
+        "max_duration_s": 21.0,
+        "actions": [{"type": "text", "text": QUESTION, "at": 0.2}, {"type": "cancel", "at": 20.0}],
+        "utterances": [{"wav": str(FIX / "speech/interrupt_rates_joe.wav"), "at": 0.0}],
+    })
+    m = run_fast(sc).metrics()
+    assert m.false_interrupts == 0 and len(m.interrupts) == 1, [(i.t, i.cause) for i in m.interrupts]

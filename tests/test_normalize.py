@@ -175,6 +175,10 @@ SPOKEN_FORM = [
     ('The 15:00 train', 'The fifteen hundred train'),
     ('At 9:00 we start', "At nine o'clock we start"),
     ('Odds of 3:1', 'Odds of three to one'),
+    # dotted numbers: versions, addresses
+    ('Install air 1.2.3 today.', 'Install air one point two point three today.'),
+    ('Python 3.11.7 or 3.12', 'Python three point eleven point seven or three point one two'),
+    ('Ping 192.168.0.1.', 'Ping one hundred ninety-two point one hundred sixty-eight point zero point one.'),
     # fractions
     ('Add ½ cup', 'Add one half cup'),
     ('1½ cups', 'one and a half cups'),

@@ -35,6 +35,16 @@ def test_the_suite_covers_the_required_cases() -> None:
         assert sc.expect != type(sc.expect)(), f"{path.name}: a scenario with no expectation checks nothing"
 
 
+def test_the_docs_list_every_scenario_of_the_suite() -> None:
+    """README gives the suite's size and docs/simulator.md has a row per scenario:
+    a scenario added without them leaves the docs describing another suite."""
+    readme = (REPO / "README.md").read_text()
+    assert f"the {len(SCENARIOS)}-scenario gate" in readme
+    table = (REPO / "docs" / "simulator.md").read_text()
+    missing = [p.stem for p in SCENARIOS if f"`{p.stem}`" not in table]
+    assert not missing, f"docs/simulator.md's suite table lacks {missing}"
+
+
 @pytest.mark.parametrize("path", SCENARIOS, ids=lambda p: p.stem)
 def test_scenario_meets_its_expectations(path: Path) -> None:
     result = run_fast(load_scenario(path))

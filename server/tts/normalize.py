@@ -156,6 +156,9 @@ _ORDINAL_RE = re.compile(r"\b(?P<num>\d+)(?P<suf>st|nd|rd|th)\b", re.IGNORECASE)
 # A bare number, not glued to letters on the left (keeps "mp3", "COVID19" alone).
 _NUMBER_RE = re.compile(r"(?<![\w.])(?P<neg>-)?(?P<num>" + _NUM + r")(?![\d])")
 _SCALE_NAMES = {"k": "thousand", "m": "million", "bn": "billion"}
+# Three or more dot-separated numbers (a version, an IP address): each part a
+# number, "point" between; else the number rule reads "1.2" and leaves ".3".
+_DOTTED_RE = re.compile(r"(?<![\w.])\d+(?:\.\d+){2,}(?!\w|\.\d)")
 
 
 def _currency(m: re.Match[str]) -> str:
@@ -188,6 +191,10 @@ def _percent(m: re.Match[str]) -> str:
 
 def _ordinal(m: re.Match[str]) -> str:
     return spell_ordinal(int(m["num"]))
+
+
+def _dotted_number(m: re.Match[str]) -> str:
+    return " point ".join(spell_int(int(part)) for part in m.group().split("."))
 
 
 def _number(m: re.Match[str]) -> str:
@@ -424,6 +431,7 @@ def _expand(text: str) -> str:
     """Step 2 of :func:`spoken_form`: English words for written conventions."""
     out = _URL_RE.sub(_url, text)
     out = _EMAIL_RE.sub(_email, out)
+    out = _DOTTED_RE.sub(_dotted_number, out)
     out = _VULGAR_RE.sub(_vulgar, out)
     out = _SUPERSCRIPT_RE.sub(lambda m: "^" + m.group().translate(_SUPERSCRIPTS), out)
     for pattern, words in _ABBREV_RES:

@@ -409,3 +409,14 @@ def test_vosk_adapter_with_the_korean_model(monkeypatch):
     final = engine.transcribe("ko", pcm, 16000, final=True)
     assert isinstance(partial, str) and final.strip()
     assert engine.transcribe("silence", bytes(16000 * 2), 16000, final=True) == ""
+
+
+@pytest.mark.parametrize("lead_ms", range(100, 310, 10))
+def test_whisper_final_words_do_not_depend_on_the_20_ms_grid_phase(whisper, lead_ms):
+    # Where a turn starts moves in 10 ms steps with its onset frame and the prefix
+    # padding; tiny.en heard this eSpeak clip as "... come out, dividend stocks?" at
+    # every odd step (docs/asr.md, "Same audio, same words"). The final is decoded at
+    # both phases of Whisper's 20 ms encoder grid and the more probable reading kept.
+    pcm, meta = load(FIXTURES / "speech" / "question_dividends_espeak_us.wav")
+    start = max(0, round((meta["speech"][0]["onset_s"] - lead_ms / 1000) * 16000)) * 2
+    assert whisper.transcribe(f"phase-{lead_ms}", pcm[start:], 16000, final=True) == "What do you think about dividend stocks?"

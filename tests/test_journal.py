@@ -44,7 +44,7 @@ def test_interrupt_is_journalled_with_latency_floor_and_audio_end(barge_in_run):
     assert 15 * 30 <= interrupt["floor_ms"] <= interrupt["latency_ms"] + 1e-6
     confirmed = journal.events("detector.confirmed")
     assert [e["t"] for e in confirmed] == [interrupt["t"]]
-    assert confirmed[0]["onset_t"] == interrupt["onset_t"] and confirmed[0]["confirmed_by"] == "silero"
+    assert confirmed[0]["onset_t"] == interrupt["onset_t"] and confirmed[0]["confirmed_by"] == "silero+near"
     candidates = journal.events("detector.candidate")
     assert candidates and candidates[-1]["t"] == interrupt["t"]
     assert all(e["type"].startswith("detector.") for e in journal.events("detector.*"))

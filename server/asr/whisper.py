@@ -131,6 +131,13 @@ def encoder_frames(n_samples: int, *, window_s: float, margin_s: float) -> int:
 
 #: Final transcripts of turns longer than this (seconds) use the stock 30 s window.
 LONG_TURN_S = 20.0
+#: Whisper's mel hop (10 ms at 16 kHz): the other phase of its 20 ms encoder grid.
+MEL_HOP_SAMPLES = 160
+
+
+def mean_logprob(segments: list[SegmentScore]) -> float:
+    """Mean ``avg_logprob`` of decoded segments (-inf for none): how probable a reading is."""
+    return sum(s.avg_logprob for s in segments) / len(segments) if segments else -math.inf
 
 
 def max_new_tokens(duration_s: float) -> int:
@@ -230,6 +237,7 @@ class WhisperAsr:
         partial_window_s: float = 15.0,
         window_margin_s: float = 1.0,
         quick_pass: bool = True,
+        phase_pair: bool = True,
         encoder_compute_type: str | None = "float32",
     ) -> None:
         for option, value in (("window_s", window_s), ("partial_window_s", partial_window_s)):
@@ -257,6 +265,7 @@ class WhisperAsr:
         self.partial_window_s = partial_window_s
         self.window_margin_s = window_margin_s
         self.quick_pass = quick_pass
+        self.phase_pair = phase_pair
         #: Decodes run, by kind ("quick", "quick_kept", "window", "stock"): what the quick pass saves.
         self.decode_counts: dict[str, int] = {"quick": 0, "quick_kept": 0, "window": 0, "stock": 0}
         self._counts_lock = threading.Lock()
@@ -294,6 +303,17 @@ class WhisperAsr:
             # early); faster-whisper's own 30 s window keeps it.
             window = 30.0 if audio.size / ASR_SAMPLE_RATE > LONG_TURN_S else self.window_s
             segments = self.decode(audio, beam_size=self.final_beam_size, window_s=window)
+            if self.phase_pair:
+                # Whisper's encoder sees the audio on a 20 ms grid (two 10 ms mel hops per
+                # position), and on a borderline clip the words flip with the grid's phase
+                # (measured: eSpeak's "What do you think about dividend stocks?" is heard as
+                # "... come out, dividend stocks?" whenever the turn starts an odd 10 ms
+                # step later, docs/asr.md). Where the turn starts depends on the onset
+                # frame, so the final is decoded at both phases and the more probable
+                # reading kept: the words no longer depend on that alignment.
+                other = self.decode(audio[MEL_HOP_SAMPLES:], beam_size=self.final_beam_size, window_s=window)
+                if mean_logprob(other) > mean_logprob(segments):
+                    segments = other
         else:
             segments = self.decode(audio, beam_size=1, window_s=self.partial_window_s)
         return collapse_repeats(" ".join(s.text for s in segments if self.is_speech(s)).strip())

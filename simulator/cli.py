@@ -75,7 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--room-rt60-ms", type=float, help="add a short synthetic room response with this decay time")
     a.add_argument("--noise-db", type=float, help="background noise level in dBFS RMS, e.g. -50")
     a.add_argument("--noise-file", type=Path, help="WAV of background noise to loop (default: synthetic pink noise)")
-    p.add_argument("--max-duration-s", type=float, help="stop the run after this long (default 60)")
+    p.add_argument("--max-duration-s", type=float, help="stop the run after this long (default 120)")
     p.add_argument("--api-key", default="simulator", help="API key for --server (default: simulator)")
     add_take_options(p)
     p.add_argument("--assertions", type=Path, help="with --repeat: YAML of bounds on pooled figures (the exit status follows them)")

@@ -404,6 +404,12 @@ class SimClient:
         """Utterances and actions whose time has not come (or whose anchor never happened)."""
         return len(self._utts) + len(self._actions) + len(self._due)
 
+    def unheard(self, t: float) -> list[str]:
+        """Ids of the responses still going on at ``t`` (s): open on the server or still playing."""
+        n = self._n(t)
+        playing = {seg.response_id for seg in self.speaker.segments if seg.start <= n < seg.end}
+        return sorted(self._active | {rid for rid in playing if rid})
+
     def finished(self, t: float) -> bool:
         """True when the scenario has played out: everything fired and the session settled."""
         if self._utts or self._actions or self._due:
@@ -414,14 +420,8 @@ class SimClient:
         last_utt = max([last_utt, *(self._t(p.end) for p in self.mic.placements if not p.speech)])
         if t < last_utt:
             return False
-        # A later reply to the last utterance has been heard for a second: enough for every
-        # metric. The first response of a session is always heard out (echo scenarios need it).
-        last_onset = max((p.onset_s for p in self.placed), default=None)
-        if last_onset is not None:
-            for tr in list(self.responses.values())[1:]:
-                if tr.created_t is not None and tr.created_t > last_onset and tr.first_play_t is not None:
-                    if t >= tr.first_play_t + 1.0:
-                        return True
+        # Every reply is heard out, to its end or its interrupt: a false interrupt can come
+        # anywhere in a reply (the echo of its own later sentences). max_duration_s is the cap.
         quiet_since = max(last_utt, self._last_server_t, self._t(self.speaker.queue_end))
         return not self._active and not self.speaker.is_playing(n) and t >= quiet_since + self.settle_s
 

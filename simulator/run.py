@@ -55,6 +55,15 @@ class RunResult:
     wall_s: float | None = None  # not written to JSON: it would make runs differ
     _labels: FrameLabels | None = field(default=None, repr=False)
 
+    def __post_init__(self) -> None:
+        unheard = self.client.unheard(self.end_s)
+        if unheard and self.end_s >= self.scenario.max_duration_s - 1e-9:
+            # Say so: an expectation such as false_interrupts: 0 says nothing about the unheard rest.
+            self.client.warnings.append(
+                f"the run stopped at max_duration_s ({self.scenario.max_duration_s:g} s) before response(s) "
+                f"{', '.join(unheard)} played out: what they would still have caused (a false interrupt) was not observed"
+            )
+
     @property
     def labels(self) -> FrameLabels:
         """Reference speech labels of the clean user signal (computed once)."""

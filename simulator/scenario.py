@@ -187,7 +187,7 @@ class Scenario(_Model):
     network: NetworkModel = NetworkModel()
     client: ClientSettings = ClientSettings()
     expect: Expect = Expect()
-    max_duration_s: float = Field(60.0, gt=0, le=600)
+    max_duration_s: float = Field(120.0, gt=0, le=600)
     tail_s: float = Field(1.5, ge=0)
 
     @model_validator(mode="after")

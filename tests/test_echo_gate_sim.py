@@ -125,7 +125,7 @@ def test_the_reply_to_an_early_barge_in_does_not_interrupt_itself() -> None:
     # The user talks over the first answer from its first moment (fixtures/scenarios/
     # bargein_in_lockout.yaml), so no echo path is measured then; the reply to that
     # question must be protected from its own echo as soon as the first answer was.
-    # The run goes on to 20 s: the simulator would stop 1 s into the reply.
+    # The skip key at 20 s ends the reply: 10 s of it heard is enough here.
     sc = scenario_from_dict({
         "name": "reply_after_early_barge_in",
         "config": str(TUTORIAL),

@@ -11,12 +11,13 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from simulator.fast import run_fast
 from simulator.report import format_table, result_dict
-from simulator.scenario import load_scenario
+from simulator.scenario import load_scenario, scenario_from_dict
 
 REPO = Path(__file__).resolve().parents[1]
 SCENARIOS = sorted((REPO / "fixtures" / "scenarios").glob("*.yaml"))
@@ -106,13 +107,60 @@ def test_cli_bad_input_says_what_to_fix(tmp_path: Path) -> None:
     assert "nothing.wav" in proc.stderr and "not found" in proc.stderr
 
 
+def _echo_prone_config(tmp_path: Path) -> Path:
+    """The tutorial config with no echo gate and a 2 s lockout: its replies interrupt themselves 2 s in."""
+    tutorial = REPO / "fixtures" / "configs" / "bargein_flow_superagent_realtime.yaml"
+    text = tutorial.read_text().replace("lockout_seconds: 0.5", "lockout_seconds: 2.0")
+    assert "lockout_seconds: 2.0" in text
+    path = tmp_path / "echo_prone.yaml"
+    path.write_text(text + "    echo_margin_db: none\n")
+    return path
+
+
+def _later_reply(config: Path, max_duration_s: float) -> Any:
+    # The first answer is skipped inside its lockout; the user's spoken question at 2 s
+    # gets a reply (created ~9.0 s, playing 9.09 s) whose echo, with no AEC and no gate,
+    # interrupts it when its lockout ends: a false interrupt 2 s into a later reply.
+    return run_fast(scenario_from_dict({
+        "name": "false_interrupt_late_in_a_later_reply",
+        "config": str(config),
+        "max_duration_s": max_duration_s,
+        "echo": {"aec_erle_db": None},
+        "actions": [{"type": "text", "text": "How should I hedge my portfolio against currency risk?", "at": 0.2},
+                    {"type": "cancel", "at": 1.0}],
+        "utterances": [{"wav": str(REPO / "fixtures" / "speech" / "question_stocks_joe.wav"), "at": 2.0}],
+    }))
+
+
+def test_a_run_hears_a_later_reply_out_and_sees_its_false_interrupt(tmp_path: Path) -> None:
+    """A run used to end 1 s into the reply to the user's last words: `false_interrupts: 0`
+    said nothing about the rest of that reply."""
+    result = _later_reply(_echo_prone_config(tmp_path), 12.0)
+    m = result.metrics()
+    assert m.false_interrupts == 1, format_table(result)
+    (false,) = [i for i in m.interrupts if i.false]
+    reply = result.client.responses[false.response_id]
+    assert reply.first_play_t is not None and reply.created_t is not None and reply.created_t > 2.0
+    assert false.t - reply.first_play_t >= 1.5, (false.t, reply.first_play_t)
+    assert not any("max_duration_s" in w for w in result.client.warnings), result.client.warnings
+
+
+def test_a_run_cut_by_max_duration_says_what_it_did_not_hear(tmp_path: Path) -> None:
+    result = _later_reply(_echo_prone_config(tmp_path), 10.5)
+    assert result.end_s == pytest.approx(10.5, abs=0.03)
+    assert result.metrics().false_interrupts == 0  # the interrupt comes at ~11.1 s
+    (warning,) = [w for w in result.client.warnings if "max_duration_s" in w]
+    assert "10.5 s" in warning and "not observed" in warning, warning
+
+
 def test_one_scenario_in_real_time_over_websocket(tmp_path: Path) -> None:
     from simulator.live import run_live
     from tests.support.server_proc import running_server
 
     sc = load_scenario(REPO / "fixtures" / "scenarios" / "two_agents_second.yaml")
     # Real-time runs check the wire path; echo robustness is the fast suite's job.
-    sc = sc.model_copy(update={"echo": sc.echo.model_copy(update={"gain": 0.0})})
+    # 30 s: the interrupt and the reply's start; hearing that reply out would take 86 s of real time.
+    sc = sc.model_copy(update={"echo": sc.echo.model_copy(update={"gain": 0.0}), "max_duration_s": 30.0})
     with running_server(tmp_path / "data") as server:
         result = run_live(sc, server.url)
     failed = [c for c in result.checks() if not c.ok]

@@ -272,8 +272,10 @@ def test_quick_pass_is_trusted_only_for_confident_multi_word_speech():
     assert not trust_quick_pass(_score("Yes . . . !"))
 
 
-def test_quick_pass_gives_the_full_window_words_and_does_the_work_once(whisper):
-    full = get_asr_engine("whisper", quick_pass=False)
+def test_quick_pass_gives_the_full_window_words_and_does_the_work_once():
+    # The quick pass alone: one final decode per clip (no second phase).
+    whisper = get_asr_engine("whisper", phase_pair=False)
+    full = get_asr_engine("whisper", quick_pass=False, phase_pair=False)
     assert whisper.quick_pass and not full.quick_pass
     before = dict(whisper.decode_counts)
     multi_word = 0

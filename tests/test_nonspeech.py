@@ -232,3 +232,11 @@ def test_near_talker_learns_each_ended_turn_when_its_transcript_comes_back():
 def test_near_check_with_digital_silence_in_the_window_is_not_nan():
     # Digital silence is -inf dBFS; the 90th percentile interpolates towards the loud frame.
     assert NearTalker(30).holds_near_speech(bytes(960) + _frame(-6.0))
+
+
+def test_a_reading_that_repeats_a_phrase_is_a_loop():
+    from server.asr.hallucination import repeats_a_phrase
+
+    assert repeats_a_phrase("What do you think I'm out of them, Stark? What do you think I'm out")
+    assert not repeats_a_phrase("What do you think about dividend stocks?")
+    assert not repeats_a_phrase("Stop. Tell me about bonds instead.")

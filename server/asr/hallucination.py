@@ -90,3 +90,17 @@ def collapse_repeats(text: str, *, min_repeats: int = 3, max_ngram: int = 8) -> 
             out.append(i)
             i += 1
     return " ".join(tokens[k] for k in out)
+
+
+def repeats_a_phrase(text: str, n: int = 3) -> bool:
+    """True when some run of ``n`` words occurs twice in ``text``: the mark of a
+    decoding loop ("What do you think I'm out ... What do you think I'm out"),
+    which can score a higher mean log-probability than the sound reading."""
+    words = normalize_words(text)
+    seen: set[tuple[str, ...]] = set()
+    for i in range(len(words) - n + 1):
+        gram = tuple(words[i : i + n])
+        if gram in seen:
+            return True
+        seen.add(gram)
+    return False

@@ -46,7 +46,7 @@ from pathlib import Path
 from typing import Any
 
 from server.asr.audio import ASR_SAMPLE_RATE, pcm16_to_float, rms_dbfs
-from server.asr.hallucination import collapse_repeats, is_known_hallucination
+from server.asr.hallucination import collapse_repeats, is_known_hallucination, repeats_a_phrase
 
 #: Whisper's native encoder window: 30 s of 10 ms log-mel frames.
 FULL_WINDOW_FRAMES = 3000
@@ -312,7 +312,11 @@ class WhisperAsr:
                 # frame, so the final is decoded at both phases and the more probable
                 # reading kept: the words no longer depend on that alignment.
                 other = self.decode(audio[MEL_HOP_SAMPLES:], beam_size=self.final_beam_size, window_s=window)
-                if mean_logprob(other) > mean_logprob(segments):
+                # A loop can score higher than the sound reading (measured under pink
+                # noise at -35 dBFS): a reading that repeats a phrase is never preferred.
+                if mean_logprob(other) > mean_logprob(segments) and not repeats_a_phrase(
+                    " ".join(s.text for s in other)
+                ):
                     segments = other
         else:
             segments = self.decode(audio, beam_size=1, window_s=self.partial_window_s)

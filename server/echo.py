@@ -125,6 +125,78 @@ class EchoPathEstimate:
     blocks: int
 
 
+class StationaryFloor:
+    """Per-bin stationary part of the mic spectrum and the frame power above it.
+
+    Each frame is analysed with the one before it (a Hann-windowed 2-frame
+    window: 60 ms at 30 ms frames, so a 50/60 Hz hum spans whole-enough periods
+    that its bin powers do not swing with its phase). The floor of each bin is
+    the minimum of its power over the last ``window_s`` (``subwindows`` sub-
+    windows, as in minimum statistics: R. Martin, "Noise power spectral density
+    estimation based on optimal smoothing and minimum statistics", IEEE Trans.
+    Speech Audio Process. 2001; no smoothing or bias correction, the floor is
+    over-subtracted by ``over_db`` instead). A steady hum or tone sits on the
+    floor; speech (its bins fall silent between syllables) does not.
+
+    What is left after spectral subtraction may still hold one moving pure tone
+    (a siren sweeps ~800 Hz/s, far too fast for the floor): when one peak
+    (+/- ``peak_bins``) holds at least ``tone_share`` of it, that peak is taken
+    out too. Speech spreads its power over several harmonics and formants.
+    """
+
+    def __init__(
+        self,
+        window_s: float = 0.75,
+        frame_s: float = 0.03,
+        subwindows: int = 3,
+        over_db: float = 3.0,
+        peak_bins: int = 4,
+        tone_share: float = 0.6,
+    ) -> None:
+        frames = max(subwindows, int(round(window_s / frame_s)))
+        self.sub_len = max(1, frames // subwindows)
+        self.subwindows = subwindows
+        self.over = 10 ** (over_db / 10)
+        self.peak_bins = peak_bins
+        self.tone_share = tone_share
+        self._prev = np.zeros(0)
+        self._mins: deque[np.ndarray] = deque(maxlen=subwindows)
+        self._cur: np.ndarray | None = None
+        self._count = 0
+        self._window: np.ndarray | None = None
+
+    def push(self, x: np.ndarray) -> float:
+        """Take one frame (float samples scaled to +/-1); returns the power (mean square,
+        full scale = 1) of its non-stationary part, at most the frame's own power."""
+        seg = np.concatenate([self._prev, x]) if len(self._prev) == len(x) else x
+        self._prev = x
+        if self._window is None or len(self._window) != len(seg):
+            self._window = np.hanning(len(seg))
+            self._mins.clear()
+            self._cur = None
+        power = np.abs(np.fft.rfft(seg * self._window)) ** 2
+        if self._cur is None or len(self._cur) != len(power):
+            self._cur, self._count = power.copy(), 0
+        else:
+            np.minimum(self._cur, power, out=self._cur)
+        self._count += 1
+        floor = self._cur if not self._mins else np.minimum(self._cur, np.min(self._mins, axis=0))
+        if self._count >= self.sub_len:
+            self._mins.append(self._cur)
+            self._cur, self._count = None, 0
+        total = float(power.sum())
+        if total <= 0:
+            return 0.0
+        rest = np.maximum(power - self.over * floor, 0.0)
+        left = float(rest.sum())
+        if left > 0:
+            k = int(np.argmax(rest))
+            peak = float(rest[max(0, k - self.peak_bins) : k + self.peak_bins + 1].sum())
+            if peak >= self.tone_share * left:
+                left -= peak
+        return float(np.mean(x**2)) * left / total
+
+
 @dataclass
 class _Frame:
     t: float
@@ -215,6 +287,7 @@ class EchoEstimator:
         self._pending: list[tuple[np.ndarray, np.ndarray]] = []  # blocks not yet in the ring
         self._zero_sums()
         self.path: EchoPathEstimate | None = None
+        self._floor = StationaryFloor()
 
     # -- input --
 
@@ -227,7 +300,11 @@ class EchoEstimator:
         n = len(x) // block
         power = np.mean(x[: n * block].astype(np.float64).reshape(n, block) ** 2, axis=1) / 32768.0**2
         mic = np.maximum(10 * np.log10(np.maximum(power, 1e-30)), FLOOR_DB)
-        level = max(10 * math.log10(max(float(power.mean()), 1e-30)), FLOOR_DB) if n else FLOOR_DB
+        # The frame is judged on its non-stationary part: a steady hum or tone far
+        # louder than the echo must not hide the echo under it (the envelopes
+        # the path is measured on stay broadband).
+        nonstationary = self._floor.push(x[: n * block].astype(np.float64) / 32768.0) if n else 0.0
+        level = max(10 * math.log10(max(nonstationary, 1e-30)), FLOOR_DB)
         while self._frames and self._frames[0].t < t - self.history_s:
             self._frames.popleft()
         if position_s is None or n == 0 or not far.levels:

@@ -161,7 +161,8 @@ class StationaryFloor:
         self.tone_share = tone_share
         self._prev = np.zeros(0)
         self._mins: deque[np.ndarray] = deque(maxlen=subwindows)
-        self._cur: np.ndarray | None = None
+        self._cur: np.ndarray | None = None  # the minimum of the sub-window being filled
+        self._past: np.ndarray | None = None  # the minimum of the completed ones
         self._count = 0
         self._window: np.ndarray | None = None
 
@@ -173,28 +174,32 @@ class StationaryFloor:
         if self._window is None or len(self._window) != len(seg):
             self._window = np.hanning(len(seg))
             self._mins.clear()
+            self._past = None
             self._cur = None
-        power = np.abs(np.fft.rfft(seg * self._window)) ** 2
-        if self._cur is None or len(self._cur) != len(power):
+        spec = np.fft.rfft(seg * self._window)
+        power = spec.real**2 + spec.imag**2
+        if self._cur is None:
             self._cur, self._count = power.copy(), 0
         else:
             np.minimum(self._cur, power, out=self._cur)
         self._count += 1
-        floor = self._cur if not self._mins else np.minimum(self._cur, np.min(self._mins, axis=0))
+        floor = self._cur if self._past is None else np.minimum(self._cur, self._past)
+        total = float(power.sum())
+        rest = power - self.over * floor
         if self._count >= self.sub_len:
             self._mins.append(self._cur)
-            self._cur, self._count = None, 0
-        total = float(power.sum())
+            self._past = np.min(self._mins, axis=0)
+            self._cur = None
         if total <= 0:
             return 0.0
-        rest = np.maximum(power - self.over * floor, 0.0)
+        np.maximum(rest, 0.0, out=rest)
         left = float(rest.sum())
         if left > 0:
             k = int(np.argmax(rest))
             peak = float(rest[max(0, k - self.peak_bins) : k + self.peak_bins + 1].sum())
             if peak >= self.tone_share * left:
                 left -= peak
-        return float(np.mean(x**2)) * left / total
+        return float(np.dot(x, x)) / len(x) * left / total
 
 
 @dataclass

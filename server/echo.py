@@ -148,7 +148,7 @@ class StationaryFloor:
 
     def __init__(
         self,
-        window_s: float = 0.75,
+        window_s: float = 0.45,
         frame_s: float = 0.03,
         subwindows: int = 3,
         over_db: float = 3.0,
@@ -185,15 +185,18 @@ class StationaryFloor:
         else:
             np.minimum(self._cur, power, out=self._cur)
         self._count += 1
-        floor = self._cur if self._past is None else np.minimum(self._cur, self._past)
-        total = float(power.sum())
-        rest = power - self.over * floor
+        past = self._past
+        floor = None if past is None else np.minimum(self._cur, past)
         if self._count >= self.sub_len:
             self._mins.append(self._cur)
             self._past = np.min(self._mins, axis=0)
             self._cur = None
+        total = float(power.sum())
+        if floor is None:  # no sub-window complete yet: nothing is known to be stationary
+            return float(np.dot(x, x)) / len(x)
         if total <= 0:
             return 0.0
+        rest = power - self.over * floor
         np.maximum(rest, 0.0, out=rest)
         left = float(rest.sum())
         if left > 0:

@@ -157,7 +157,7 @@ def test_old_echo_knob_keeps_old_configs_loading() -> None:
 
 
 def test_stationary_floor_removes_a_hum_and_a_siren_but_not_speech():
-    """The non-stationary part of a steady hum (after the 0.75 s floor window) and of
+    """The non-stationary part of a steady hum (after the floor window) and of
     a sweeping pure tone is >= 25 dB below their power; speech keeps most of its own."""
     rate, n = 16000, 480
     t = np.arange(3 * rate) / rate

@@ -4,11 +4,13 @@ reference, the echo-path estimator and which frames echo explains."""
 from __future__ import annotations
 
 import math
+import wave
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-from server.echo import BLOCK_S, EchoEstimator, FarEndLevels, level_dbfs
+from server.echo import BLOCK_S, EchoEstimator, FarEndLevels, StationaryFloor, level_dbfs
 
 RATE = 16000
 
@@ -152,3 +154,30 @@ def test_old_echo_knob_keeps_old_configs_loading() -> None:
     assert any("echo_gate_margin_db" in w.path and "echo_margin_db" in w.expected for w in old.warnings)
     assert load_project_config(base + "    echo_margin_db: 3\n").config.barge_in.echo_gate_margin == 3.0
     assert load_project_config(base + "    echo_margin_db: off\n").config.barge_in.echo_gate_margin is None
+
+
+def test_stationary_floor_removes_a_hum_and_a_siren_but_not_speech():
+    """The non-stationary part of a steady hum (after the floor window) and of
+    a sweeping pure tone is >= 25 dB below their power; speech keeps most of its own."""
+    rate, n = 16000, 480
+    t = np.arange(3 * rate) / rate
+    hum = 0.5 * sum(np.sin(2 * np.pi * 60 * k * t) / k for k in range(1, 8)) / 2.6
+    siren = 0.2 * np.sin(2 * np.pi * (1000 * t - 400 / np.pi * np.cos(np.pi * t)))
+    for name, x in (("hum", hum), ("siren", siren)):
+        floor = StationaryFloor()
+        parts = [floor.push(x[i : i + n]) / np.mean(x[i : i + n] ** 2) for i in range(0, len(x) - n + 1, n)]
+        worst = 10 * math.log10(max(max(parts[30:]), 1e-30))
+        assert worst < -25, f"{name}: non-stationary part {worst:.1f} dB of its power"
+    path = Path(__file__).resolve().parents[1] / "fixtures/speech/interrupt_gold_heart.wav"
+    with wave.open(str(path), "rb") as w:
+        speech = np.frombuffer(w.readframes(w.getnframes()), dtype="<i2").astype(np.float64) / 32768
+    floor = StationaryFloor()
+    kept = []
+    for i in range(0, len(speech) - n + 1, n):
+        frame = speech[i : i + n]
+        power = float(np.mean(frame**2))
+        part = floor.push(frame)
+        if power > 10 ** (-40 / 10):
+            kept.append(part / power)
+    assert len(kept) > 20
+    assert 10 * math.log10(np.median(kept)) > -3

@@ -7,6 +7,10 @@ time (:func:`simulator.live.stream_client`). Its scenario: a spoken question
 from ``fixtures/speech`` at 0.2 s, then ``interrupt_*.wav`` 2 s after the
 answer starts playing. Caller ``i`` takes question ``i mod 6`` and interrupt
 ``i mod 3`` so that sessions do not run in lockstep on identical audio.
+A caller hangs up :data:`HANG_UP_AFTER_S` after the answer to its
+interruption starts playing (:class:`BenchClient`): the figures come from the
+first answer and the interrupt, and hearing the second answer out would make
+every level last a minute longer without measuring anything more.
 """
 
 from __future__ import annotations
@@ -30,6 +34,8 @@ INTERRUPTS = sorted(SPEECH.glob("interrupt_*.wav"))
 #: Barge in this long after the answer starts playing (the issue's "~2 s into the answer").
 BARGE_IN_AFTER_S = 2.0
 MAX_CALL_S = 90.0
+#: Hang up this long after the answer to the interruption starts playing.
+HANG_UP_AFTER_S = 2.0
 
 
 @dataclass
@@ -90,9 +96,24 @@ def load_clips() -> dict[str, Clip]:
     return {str(p): load_clip(p, None, 16000) for p in [*QUESTIONS, *INTERRUPTS]}
 
 
+class BenchClient(SimClient):
+    """The simulator's client, hanging up once the answer to its interruption has
+    played :data:`HANG_UP_AFTER_S` seconds (or when the scenario played out)."""
+
+    def finished(self, t: float) -> bool:
+        if super().finished(t):
+            return True
+        tracks = list(self.responses.values())  # in the order the responses were created
+        cut = next((k for k, tr in enumerate(tracks) if tr.interrupted_t is not None), None)
+        if cut is None:
+            return False
+        later = [tr.first_play_t for tr in tracks[cut + 1 :] if tr.first_play_t is not None]
+        return bool(later) and t >= later[0] + HANG_UP_AFTER_S
+
+
 def new_client(i: int, clips: dict[str, Clip], *, output_rate: int, turn_silence_s: float) -> SimClient:
     """Caller ``i``'s protocol client, set to the project's TTS rate and end-of-turn silence."""
-    return SimClient(caller_scenario(i), output_rate=output_rate, turn_silence_s=turn_silence_s, clips=clips)
+    return BenchClient(caller_scenario(i), output_rate=output_rate, turn_silence_s=turn_silence_s, clips=clips)
 
 
 def figures_of(i: int, client: SimClient, vad: Any, send_lag_s: list[float], wall_s: float) -> CallFigures:

@@ -54,3 +54,29 @@ def test_report_renders_missing_figures_as_dashes():
     text = full_report({"machine": "m", "command": "c", "scale": {"levels": [level], "realtime_lost_at_n": 1}})
     assert "-/-/-" in text and "first lost at N = 1" in text
     assert spread([None, 1.0, 3.0]) == {"p50": 1.0, "p95": 3.0, "p99": 3.0, "n": 2}
+
+
+def test_a_caller_hangs_up_two_seconds_into_the_answer_to_its_interruption(monkeypatch):
+    # On the virtual clock (the in-process session): the caller's call ends
+    # HANG_UP_AFTER_S after the second answer starts playing, not when it was heard out.
+    import simulator.fast
+    from bench.caller import HANG_UP_AFTER_S, BenchClient
+
+    def bench_client(scenario, config):
+        return BenchClient(
+            scenario, output_rate=config.audio_config.tts.sample_rate,
+            turn_silence_s=config.audio_config.asr.silence_duration_ms / 1000,
+        )
+
+    scenario = caller_scenario(0)
+    heard_out = simulator.fast.run_fast(scenario)
+    monkeypatch.setattr(simulator.fast, "client_for", bench_client)
+    hung_up = simulator.fast.run_fast(scenario)
+
+    tracks = list(hung_up.client.responses.values())
+    assert tracks[0].interrupted_t is not None, "the caller's barge-in did not interrupt the first answer"
+    second_play = tracks[1].first_play_t
+    assert second_play is not None
+    chunk_s = hung_up.client.chunk / hung_up.client.sr
+    assert second_play + HANG_UP_AFTER_S <= hung_up.end_s < second_play + HANG_UP_AFTER_S + chunk_s + 1e-9
+    assert heard_out.end_s > hung_up.end_s + 5.0  # the plain client hears the second answer out

@@ -34,8 +34,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--duration-s", type=float, default=0.0,
                    help="keep every caller calling (a new session each time) until a level has run this long (default 0: one call each)")
     p.add_argument("--ramp-s", type=float, default=2.0, help="callers of a level start at random within this many seconds (default 2)")
-    p.add_argument("--budget-s", type=float, default=float(os.environ.get("BENCH_BUDGET_S", 840)),
-                   help="wall-time budget of the whole bench; levels that would not fit are skipped (default 840 = 14 min; env BENCH_BUDGET_S)")
+    p.add_argument("--budget-s", type=float, default=float(os.environ.get("BENCH_BUDGET_S", 720)),
+                   help="wall-time budget of the whole bench; levels that would not fit are skipped (default 720 = 12 min, so that `make bench` with its set-up on a fresh clone stays under 15 min; env BENCH_BUDGET_S)")
     p.add_argument("--only", action="append", choices=PARTS, help="run only these parts (repeatable; default all)")
     p.add_argument("--server-arg", action="append", default=[], metavar="ARG", help="extra argument for python -m server (repeatable)")
     p.add_argument("--out", type=Path, default=REPO / "bench" / "results.json", help="results file (default bench/results.json)")

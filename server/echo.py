@@ -197,12 +197,13 @@ class StationaryFloor:
         if self._skipped:
             self._catch_up()
         power, floor = self._learn(x)
+        energy = float(np.dot(x, x)) / len(x)
         if floor is None:  # no sub-window complete yet: nothing is known to be stationary
-            return float(np.dot(x, x)) / len(x)
+            return energy
         total = float(power.sum())
         if total <= 0:
             return 0.0
-        rest = power - self.over * floor
+        rest = np.subtract(power, np.multiply(floor, self.over, out=floor), out=floor)  # floor is a fresh array
         np.maximum(rest, 0.0, out=rest)
         left = float(rest.sum())
         if left > 0:
@@ -210,7 +211,7 @@ class StationaryFloor:
             peak = float(rest[max(0, k - self.peak_bins) : k + self.peak_bins + 1].sum())
             if peak >= self.tone_share * left:
                 left -= peak
-        return float(np.dot(x, x)) / len(x) * left / total
+        return energy * left / total
 
     def skip(self, x: np.ndarray) -> None:
         """Take one frame as :meth:`push` does, without its result: it is analysed at the next push, if it still matters."""
@@ -562,7 +563,8 @@ class EchoEstimator:
             return False
         predicted = self.predicted_echo_db(frame.far)
         # Frame-level prediction: the power mean of its blocks' predictions.
-        echo_db = 10 * math.log10(max(float(np.mean(10 ** (predicted / 10))), 1e-30))
+        powers = 10 ** (predicted / 10)
+        echo_db = 10 * math.log10(max(float(powers.sum()) / len(powers), 1e-30))  # np.mean's arithmetic
         # Below the level floor there is nothing near-end to count either.
         return frame.level_db <= max(echo_db, FLOOR_DB) + self.margin_db
 

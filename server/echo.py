@@ -303,9 +303,12 @@ class EchoEstimator:
     ``spread_s`` tolerance of the delay in either direction;
     ``max_spread_db`` how unsteady the coupling may be (median minus 25th
     percentile of mic minus far-end level where the far end is loud).
-    Cost (measured on the shared 2-core test machine, 30 ms frames): ~45-55 us
-    per push on average, re-estimates included, plus ~33 us for the stationary floor (WebRTC VAD: 3-11 us there);
-    ~1.3 ms per :meth:`near_end` (once per barge-in candidate).
+    Cost (measured on the shared 2-core test machine, 30 ms frames, ``python -m bench
+    --only costs``): while something plays ~60 us per push at p50, ~70 us on average
+    with the re-estimates, the stationary floor's ~22 us included (WebRTC VAD: 3-4 us
+    there); while nothing plays ~1 us (the floor's analysis waits, see
+    :meth:`StationaryFloor.skip`; the first frame of an answer pays up to 20 of them,
+    ~0.35 ms once); ~1.3 ms per :meth:`near_end` (once per barge-in candidate).
     """
 
     def __init__(

@@ -54,3 +54,15 @@ def test_report_renders_missing_figures_as_dashes():
     text = full_report({"machine": "m", "command": "c", "scale": {"levels": [level], "realtime_lost_at_n": 1}})
     assert "-/-/-" in text and "first lost at N = 1" in text
     assert spread([None, 1.0, 3.0]) == {"p50": 1.0, "p95": 3.0, "p99": 3.0, "n": 2}
+
+
+def test_frame_costs_measure_every_stage_on_a_few_frames():
+    # The part once failed on an import of a class that had gone (EchoGate): run it,
+    # on 3 s of frames, and check each stage gave figures (their values are not asserted).
+    from bench import costs
+
+    out = costs.frame_costs(costs.speech_frames(3.0))
+    stages = {"frame_vad", "turn_gate", "echo_gate", "echo_gate_idle", "near_talker", "parse_audio_message",
+              "journal_audio_message", "detector", "session_listening"}
+    assert stages <= set(out)
+    assert all(out[name]["mean_us"] > 0 for name in stages)

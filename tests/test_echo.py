@@ -220,3 +220,20 @@ def test_quartile_and_median_are_numpys_to_the_bit() -> None:
         for _ in range(5):
             d = np.round(rng.normal(-30, 8, n), int(rng.integers(0, 4)))  # ties too
             assert _quartile_and_median(d) == tuple(np.percentile(d, [25, 50]).tolist()), n
+
+
+def test_floor_skipping_across_a_change_of_frame_length() -> None:
+    # A new frame length restarts the analysis window: skipped frames before and after it
+    # must still give what analysing every frame gives.
+    x = (far_speech(6.0, 7) * 0.5).astype(np.int16)
+    cuts, k = [], 0
+    for length in [480] * 40 + [320] * 60 + [480] * 40:
+        cuts.append(x[k : k + length])
+        k += length
+    every, lazy = StationaryFloor(), StationaryFloor()
+    for i, frame in enumerate(cuts):
+        want = every.push(frame.astype(np.float64) / 32768.0)
+        if i % 23 < 17:  # runs of 17 skipped frames, then 6 pushed
+            lazy.skip(frame)
+        else:
+            assert lazy.push(frame) == want, f"frame {i}"

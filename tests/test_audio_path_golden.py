@@ -4,6 +4,10 @@
 per-frame work was cut (tests/support/audio_path_golden.py says how): every
 frame's echo and near-talker decisions on fixture mixes, and whole sessions on
 the virtual clock. Decisions must match exactly, levels to 1e-6 dB.
+
+The session goldens pin the whole session (the turn gate, the engines' output
+on this machine too): a change meant to alter decisions regenerates them with
+``python -m tests.support.audio_path_golden`` and says so in its commit.
 """
 
 from __future__ import annotations

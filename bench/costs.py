@@ -11,6 +11,7 @@ pays per frame per session.
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -64,9 +65,11 @@ def frame_costs(frames: list[bytes]) -> dict[str, Any]:
     from server import vad
     from server.bargein import BargeInDetector, BargeInSettings
     from server.config import load_project_config_file
-    from server.echo import EchoGate, FarEndLevels, level_dbfs
+    from server.echo import EchoEstimator, FarEndLevels
     from server.engines import build_engines
-    from server.protocol import AudioAppend
+    from server.journal import Journal
+    from server.neartalk import NearTalker
+    from server.protocol import AudioAppend, encode_client_message, parse_client_message
     from server.session import Session
 
     config = load_project_config_file(CONFIG).config
@@ -80,10 +83,22 @@ def frame_costs(frames: list[bytes]) -> dict[str, Any]:
     turn_gate = vad.get_speech_gate("auto", sample_rate=SR, frame_ms=FRAME_MS)
     out["turn_gate"] = per_frame(lambda k, f: turn_gate.push(f), frames) | {"gate": turn_gate.name}
 
-    far = FarEndLevels(config.audio_config.tts.sample_rate)
+    # The echo gate while an answer plays (its echo path measured on the mic frames
+    # themselves: the far end is the same audio) and while nothing plays.
+    far = FarEndLevels(SR)
     far.append(b"".join(frames))
-    gate = EchoGate(settings.echo_gate_margin_db if settings.echo_gate_margin_db is not None else 10.0)
-    out["echo_gate"] = per_frame(lambda k, f: gate.near_end_possible(level_dbfs(f), far, k * FRAME_MS / 1000), frames)
+    margin = settings.echo_gate_margin if settings.echo_gate_margin is not None else 6.0
+    playing = EchoEstimator(far, SR, margin)
+    out["echo_gate"] = per_frame(lambda k, f: playing.push((k + 1) * FRAME_MS / 1000, f, (k + 1) * FRAME_MS / 1000), frames)
+    idle = EchoEstimator(far, SR, margin)
+    out["echo_gate_idle"] = per_frame(lambda k, f: idle.push((k + 1) * FRAME_MS / 1000, f, None), frames)
+    near = NearTalker(FRAME_MS)
+    out["near_talker"] = per_frame(lambda k, f: near.push(f), frames)
+    # The receive path in front of the session, per 30 ms chunk: JSON + base64, the journal's record.
+    messages = [encode_client_message(AudioAppend(f)) for f in frames]
+    out["parse_audio_message"] = per_frame(lambda k, f: parse_client_message(messages[k]), frames)
+    journal = Journal("bench", "bench", "bench")
+    out["journal_audio_message"] = per_frame(lambda k, f: journal.received_message(k * FRAME_MS / 1000, AudioAppend(f)), frames)
 
     det = BargeInDetector(BargeInSettings.from_config(settings, config.audio_config.asr), None, SR)
     speech = [webrtc.is_speech(f, SR) for f in frames]
@@ -111,7 +126,8 @@ def frame_costs(frames: list[bytes]) -> dict[str, Any]:
     session = Session(config, engines, session_id="bench")
     session.partial_transcripts = False  # the listening path alone; decodes run elsewhere
     session.start(0.0)
-    out["session_listening"] = per_frame(lambda k, f: session.receive((k + 1) * FRAME_MS / 1000, AudioAppend(f)), frames)
+    clock = itertools.count(1)  # per_frame's warm-up pass runs the first frames twice: time must go on
+    out["session_listening"] = per_frame(lambda k, f: session.receive(next(clock) * FRAME_MS / 1000, AudioAppend(f)), frames)
     return out
 
 

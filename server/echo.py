@@ -56,12 +56,21 @@ BLOCK_S = 0.01
 FLOOR_DB = -80.0
 
 
+def pcm16_samples(pcm: bytes | np.ndarray) -> np.ndarray:
+    """PCM16 audio as an int16 array: a view of ``pcm`` (no copy); arrays pass through."""
+    return np.frombuffer(pcm, dtype=np.int16) if isinstance(pcm, (bytes, bytearray, memoryview)) else pcm
+
+
 def level_dbfs(pcm: bytes | np.ndarray) -> float:
-    """RMS level of PCM16 audio in dB relative to full scale (-inf for silence)."""
-    x = np.frombuffer(pcm, dtype=np.int16) if isinstance(pcm, (bytes, bytearray)) else pcm
+    """RMS level of PCM16 audio (bytes or int16 samples) in dB relative to full scale (-inf for silence)."""
+    x = pcm16_samples(pcm)
     if len(x) == 0:
         return -math.inf
-    rms = math.sqrt(float(np.mean(x.astype(np.float64) ** 2)))
+    xf = x.astype(np.float64)
+    # The squares of int16 samples are integers, and so is every partial sum of
+    # fewer than 2^23 of them in float64: the dot product is the exact sum,
+    # whatever its order (the same figure as a mean of squares, at a third of the cost).
+    rms = math.sqrt(float(np.dot(xf, xf)) / len(x))
     return 20 * math.log10(rms / 32768) if rms > 0 else -math.inf
 
 
@@ -144,6 +153,15 @@ class StationaryFloor:
     (a siren sweeps ~800 Hz/s, far too fast for the floor): when one peak
     (+/- ``peak_bins``) holds at least ``tone_share`` of it, that peak is taken
     out too. Speech spreads its power over several harmonics and formants.
+
+    Frames whose result nobody needs (nothing plays, so no frame can be echo)
+    go to :meth:`skip`: the floor must still learn from them (it is learned
+    before an answer starts and subtracted from its first frame on), but the
+    analysis waits for the next :meth:`push`, which then analyses only the
+    skipped frames its minima still depend on (the last ``subwindows``
+    complete sub-windows and the one being filled): the same floor, bit for
+    bit, for at most ``window_s`` + one sub-window of analyses once per answer
+    instead of one per frame.
     """
 
     def __init__(
@@ -167,10 +185,67 @@ class StationaryFloor:
         self._past: np.ndarray | None = None  # the minimum of the completed ones
         self._count = 0
         self._window: np.ndarray | None = None
+        # Skipped frames not analysed yet (the last (subwindows + 1) x sub_len of them
+        # are all a catch-up can need) and how many were skipped in all.
+        self._backlog: deque[np.ndarray] = deque(maxlen=(subwindows + 1) * self.sub_len)
+        self._skipped = 0
 
     def push(self, x: np.ndarray) -> float:
-        """Take one frame (float samples scaled to +/-1); returns the power (mean square,
-        full scale = 1) of its non-stationary part, at most the frame's own power."""
+        """Take one frame (float samples scaled to +/-1, or int16 PCM); returns the power (mean
+        square, full scale = 1) of its non-stationary part, at most the frame's own power."""
+        x = _unit_scale(x)
+        if self._skipped:
+            self._catch_up()
+        power, floor = self._learn(x)
+        energy = float(np.dot(x, x)) / len(x)
+        if floor is None:  # no sub-window complete yet: nothing is known to be stationary
+            return energy
+        total = float(power.sum())
+        if total <= 0:
+            return 0.0
+        rest = np.subtract(power, np.multiply(floor, self.over, out=floor), out=floor)  # floor is a fresh array
+        np.maximum(rest, 0.0, out=rest)
+        left = float(rest.sum())
+        if left > 0:
+            k = int(np.argmax(rest))
+            peak = float(rest[max(0, k - self.peak_bins) : k + self.peak_bins + 1].sum())
+            if peak >= self.tone_share * left:
+                left -= peak
+        return energy * left / total
+
+    def skip(self, x: np.ndarray) -> None:
+        """Take one frame as :meth:`push` does, without its result: it is analysed at the next push, if it still matters."""
+        if self._window is None or len(self._window) != 2 * len(x) or len(self._prev) != len(x):
+            # The analysis window is (re)starting (the first two frames, or the frame
+            # length changed): learn now, so a backlog always starts from a settled state.
+            if self._skipped:
+                self._catch_up()
+            self._learn(_unit_scale(x))
+            return
+        self._backlog.append(x)
+        self._skipped += 1
+
+    def _catch_up(self) -> None:
+        """Analyse the skipped frames, or just those the floor still depends on."""
+        n, sub = self._skipped, self.sub_len
+        frames = list(self._backlog)
+        self._backlog.clear()
+        self._skipped = 0
+        if n >= (self.subwindows + 1) * sub:
+            # The floor after these frames holds the last `subwindows` complete
+            # sub-windows and the partial one: start afresh at the first of them
+            # (sub-windows keep their phase: `_count` frames were in the open one).
+            partial = (self._count % sub if self._cur is not None else 0) + n
+            keep = partial % sub + self.subwindows * sub
+            self._mins.clear()
+            self._cur, self._past, self._count = None, None, 0
+            self._prev = _unit_scale(frames[-keep - 1])
+            frames = frames[-keep:]
+        for x in frames:
+            self._learn(_unit_scale(x))
+
+    def _learn(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """Update the minima with one frame (float, +/-1); its power spectrum and the floor before it (None: none yet)."""
         seg = np.concatenate([self._prev, x]) if len(self._prev) == len(x) else x
         self._prev = x
         if self._window is None or len(self._window) != len(seg):
@@ -191,20 +266,12 @@ class StationaryFloor:
             self._mins.append(self._cur)
             self._past = np.min(self._mins, axis=0)
             self._cur = None
-        total = float(power.sum())
-        if floor is None:  # no sub-window complete yet: nothing is known to be stationary
-            return float(np.dot(x, x)) / len(x)
-        if total <= 0:
-            return 0.0
-        rest = power - self.over * floor
-        np.maximum(rest, 0.0, out=rest)
-        left = float(rest.sum())
-        if left > 0:
-            k = int(np.argmax(rest))
-            peak = float(rest[max(0, k - self.peak_bins) : k + self.peak_bins + 1].sum())
-            if peak >= self.tone_share * left:
-                left -= peak
-        return float(np.dot(x, x)) / len(x) * left / total
+        return power, floor
+
+
+def _unit_scale(x: np.ndarray) -> np.ndarray:
+    """int16 PCM as float64 scaled to +/-1 (floats pass through)."""
+    return x.astype(np.float64) / 32768.0 if x.dtype == np.int16 else x
 
 
 @dataclass
@@ -236,9 +303,12 @@ class EchoEstimator:
     ``spread_s`` tolerance of the delay in either direction;
     ``max_spread_db`` how unsteady the coupling may be (median minus 25th
     percentile of mic minus far-end level where the far end is loud).
-    Cost (measured on the shared 2-core test machine, 30 ms frames): ~45-55 us
-    per push on average, re-estimates included, plus ~33 us for the stationary floor (WebRTC VAD: 3-11 us there);
-    ~1.3 ms per :meth:`near_end` (once per barge-in candidate).
+    Cost (measured on the shared 2-core test machine, 30 ms frames, ``python -m bench
+    --only costs``): while something plays ~60 us per push at p50, ~70 us on average
+    with the re-estimates, the stationary floor's ~22 us included (WebRTC VAD: 3-4 us
+    there); while nothing plays ~1 us (the floor's analysis waits, see
+    :meth:`StationaryFloor.skip`; the first frame of an answer pays up to 20 of them,
+    ~0.35 ms once); ~1.3 ms per :meth:`near_end` (once per barge-in candidate).
     """
 
     def __init__(
@@ -298,41 +368,62 @@ class EchoEstimator:
         self._zero_sums()
         self.path: EchoPathEstimate | None = None
         self._floor = StationaryFloor()
+        self._block = max(1, int(round(sample_rate * BLOCK_S)))
+        # Row b, column l of a frame's far rows is element b + (n_lags - 1 - l) of its far-end run.
+        self._row_index = np.zeros((0, len(self._lags)), dtype=np.intp)
 
     # -- input --
 
-    def push(self, t: float, frame: bytes, position_s: float | None) -> bool:
-        """Take one mic frame (PCM16 at :attr:`sample_rate`); True when echo explains it
-        (with the estimate after this frame)."""
-        far = self.far
-        x = np.frombuffer(frame, dtype=np.int16)
-        block = max(1, int(round(self.sample_rate * BLOCK_S)))
+    def push(self, t: float, frame: bytes | np.ndarray, position_s: float | None) -> bool:
+        """Take one mic frame (PCM16 at :attr:`sample_rate`, bytes or int16 samples); True when
+        echo explains it (with the estimate after this frame)."""
+        x = pcm16_samples(frame)
+        block = self._block
         n = len(x) // block
-        power = np.mean(x[: n * block].astype(np.float64).reshape(n, block) ** 2, axis=1) / 32768.0**2
+        frames = self._frames
+        while frames and frames[0].t < t - self.history_s:
+            frames.popleft()
+        if position_s is None or n == 0 or not self.far.levels:
+            # Nothing plays: no echo to explain now or when re-judged later (a frame
+            # with no far end never is), nothing to measure the path on. Only the
+            # stationary floor learns, and it may wait until it is needed.
+            if n:
+                self._floor.skip(x[: n * block])
+            return False
+        xf = x[: n * block].astype(np.float64)
+        blocks = xf.reshape(n, block)
+        # Exact sums of squares (integers, see level_dbfs), then the same divisions as a mean.
+        power = np.einsum("ij,ij->i", blocks, blocks) / block / 32768.0**2
         mic = np.maximum(10 * np.log10(np.maximum(power, 1e-30)), FLOOR_DB)
         # The frame is judged on its non-stationary part: a steady hum or tone far
         # louder than the echo must not hide the echo under it (the envelopes
         # the path is measured on stay broadband).
-        nonstationary = self._floor.push(x[: n * block].astype(np.float64) / 32768.0) if n else 0.0
+        nonstationary = self._floor.push(xf / 32768.0)
         level = max(10 * math.log10(max(nonstationary, 1e-30)), FLOOR_DB)
-        while self._frames and self._frames[0].t < t - self.history_s:
-            self._frames.popleft()
-        if position_s is None or n == 0 or not far.levels:
-            self._frames.append(_Frame(t, level, mic, np.zeros((0, len(self._lags)))))
-            return False
-        levels = far.array()
-        # Mic block b (of n) ends at position p - (n - 1 - b) x BLOCK_S; echo delayed by
-        # lag blocks comes from far-end block round(end / BLOCK_S) - 1 - lag.
-        end = int(round(position_s / BLOCK_S)) - (n - 1) + np.arange(n)
-        idx = (end - 1)[:, None] - self._lags[None, :]
-        valid = (idx >= 0) & (idx < len(levels))
-        far_rows = np.where(valid, levels[np.clip(idx, 0, len(levels) - 1)], FLOOR_DB).astype(np.float64)
+        far_rows = self._far_rows(position_s, n)
         record = _Frame(t, level, mic, far_rows)
-        self._frames.append(record)
+        frames.append(record)
         self._pending.append((mic, far_rows[:, self._search]))
         if len(self._pending) >= self.update_every:
             self.update()
         return self._explained(record)
+
+    def _far_rows(self, position_s: float, n: int) -> np.ndarray:
+        """``(n, n_lags)``: the far-end level (dB, :data:`FLOOR_DB` outside the reference)
+        at each candidate delay of the frame's ``n`` mic blocks, played up to ``position_s``."""
+        levels = self.far.array()
+        # Mic block b (of n) ends at position p - (n - 1 - b) x BLOCK_S; echo delayed by
+        # lag blocks comes from far-end block round(end / BLOCK_S) - 1 - lag. The lags
+        # are consecutive, so the frame needs one run of far-end blocks, from `first`.
+        n_lags = len(self._lags)
+        first = int(round(position_s / BLOCK_S)) - (n - 1) - 1 - int(self._lags[-1])
+        run = np.full(n - 1 + n_lags, FLOOR_DB)
+        a, b = max(first, 0), min(first + len(run), len(levels))
+        if a < b:
+            run[a - first : b - first] = levels[a:b]
+        if n > len(self._row_index):
+            self._row_index = np.arange(n)[:, None] + np.arange(n_lags - 1, -1, -1)[None, :]
+        return run[self._row_index[:n]]
 
     def new_reference(self) -> None:
         """The far end starts over (a new response): forget the blocks measured
@@ -374,7 +465,8 @@ class EchoEstimator:
         if path is None or far_rows.size == 0:
             return np.full(len(far_rows), -math.inf)
         j = int(round(path.delay_s / BLOCK_S)) - self._lo + self._spread
-        cols = far_rows[:, j + self._offsets] - self._loss[None, :]
+        # The offsets are consecutive: a slice, no gather.
+        cols = far_rows[:, j + self._offsets[0] : j + self._offsets[-1] + 1] - self._loss[None, :]
         return cols.max(axis=1) + path.coupling_db
 
     def update(self) -> EchoPathEstimate | None:
@@ -408,7 +500,7 @@ class EchoEstimator:
             return self.path
         # Double talk only raises mic minus far end: a low quantile ignores it.
         # An echo follows the far end at a steady coupling; a chance match does not.
-        q25, q50 = np.percentile(mic[loud] - f[loud], [25, 50])
+        q25, q50 = _quartile_and_median(mic[loud] - f[loud])
         if q50 - q25 > self.max_spread_db:
             return self.path
         self.path = EchoPathEstimate((best + self._lo) * BLOCK_S, float(q25), float(corr[best]), n)
@@ -474,7 +566,30 @@ class EchoEstimator:
             return False
         predicted = self.predicted_echo_db(frame.far)
         # Frame-level prediction: the power mean of its blocks' predictions.
-        echo_db = 10 * math.log10(max(float(np.mean(10 ** (predicted / 10))), 1e-30))
+        powers = 10 ** (predicted / 10)
+        echo_db = 10 * math.log10(max(float(powers.sum()) / len(powers), 1e-30))  # np.mean's arithmetic
         # Below the level floor there is nothing near-end to count either.
         return frame.level_db <= max(echo_db, FLOOR_DB) + self.margin_db
 
+
+
+def _quartile_and_median(d: np.ndarray) -> tuple[float, float]:
+    """``np.percentile(d, [25, 50])`` (linear interpolation), to the bit, at a tenth of its cost.
+
+    numpy's general quantile code costs ~40 us a call (this: 2-4 us), more than the rest of
+    :meth:`EchoEstimator.update`; this follows its arithmetic (index ``(n - 1) q``,
+    its two-sided lerp) for one 1-D array without NaN.
+    """
+    s = np.sort(d)
+    n = len(s)
+    out = []
+    for q in (0.25, 0.5):
+        v = (n - 1) * q
+        i = int(v)
+        if i >= n - 1:
+            out.append(float(s[-1]))
+            continue
+        a, b, g = float(s[i]), float(s[i + 1]), v - i
+        diff = b - a
+        out.append(b - diff * (1 - g) if g >= 0.5 else a + diff * g)
+    return out[0], out[1]

@@ -81,8 +81,8 @@ class NearTalker:
         """Envelope level under which a frame is not the user's."""
         return self.reference_dbfs - self.margin_db
 
-    def push(self, frame: bytes) -> bool:
-        """Take the next PCM16 frame; True when it is loud enough to be the user's."""
+    def push(self, frame: bytes | np.ndarray) -> bool:
+        """Take the next PCM16 frame (bytes or int16 samples); True when it is loud enough to be the user's."""
         self.envelope_dbfs = max(level_dbfs(frame), self.envelope_dbfs - self._release)
         return self.envelope_dbfs >= self.threshold_dbfs
 

@@ -80,3 +80,13 @@ def test_a_caller_hangs_up_two_seconds_into_the_answer_to_its_interruption(monke
     chunk_s = hung_up.client.chunk / hung_up.client.sr
     assert second_play + HANG_UP_AFTER_S <= hung_up.end_s < second_play + HANG_UP_AFTER_S + chunk_s + 1e-9
     assert heard_out.end_s > hung_up.end_s + 5.0  # the plain client hears the second answer out
+def test_frame_costs_measure_every_stage_on_a_few_frames():
+    # The part once failed on an import of a class that had gone (EchoGate): run it,
+    # on 3 s of frames, and check each stage gave figures (their values are not asserted).
+    from bench import costs
+
+    out = costs.frame_costs(costs.speech_frames(3.0))
+    stages = {"frame_vad", "turn_gate", "echo_gate", "echo_gate_idle", "near_talker", "parse_audio_message",
+              "journal_audio_message", "detector", "session_listening"}
+    assert stages <= set(out)
+    assert all(out[name]["mean_us"] > 0 for name in stages)

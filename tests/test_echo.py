@@ -181,3 +181,59 @@ def test_stationary_floor_removes_a_hum_and_a_siren_but_not_speech():
             kept.append(part / power)
     assert len(kept) > 20
     assert 10 * math.log10(np.median(kept)) > -3
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_floor_skipping_frames_gives_the_same_results_to_the_bit(seed: int) -> None:
+    """Frames skipped while nothing plays are analysed late, or only those that still matter:
+    every pushed frame's result equals that of a floor that analysed every frame."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(40 * RATE) / RATE
+    hum = 0.3 * np.sin(2 * np.pi * 100 * t) * (1 + 0.5 * np.sin(2 * np.pi * 0.1 * t))
+    x = (np.clip(hum + far_speech(40.0, seed) / 32768 * (rng.random(len(t)) < 0.999), -1, 1) * 32767).astype(np.int16)
+    every, lazy = StationaryFloor(), StationaryFloor()
+    k, pushed = 0, 0
+    while k + FRAME <= len(x):
+        run = int(rng.choice([0, 1, 3, 4, 5, 14, 15, 16, 19, 20, 21, 37, 80]))  # around sub-window multiples (5)
+        for _ in range(run):
+            if k + FRAME > len(x):
+                break
+            frame = x[k : k + FRAME]
+            every.push(frame.astype(np.float64) / 32768.0)
+            lazy.skip(frame)
+            k += FRAME
+        for _ in range(int(rng.integers(1, 8))):
+            if k + FRAME > len(x):
+                break
+            frame = x[k : k + FRAME]
+            assert lazy.push(frame) == every.push(frame.astype(np.float64) / 32768.0), f"frame {k // FRAME}"
+            pushed += 1
+            k += FRAME
+    assert pushed > 100
+
+
+def test_quartile_and_median_are_numpys_to_the_bit() -> None:
+    from server.echo import _quartile_and_median
+
+    rng = np.random.default_rng(3)
+    for n in [*range(1, 40), 99, 100, 101, 102, 299, 300]:
+        for _ in range(5):
+            d = np.round(rng.normal(-30, 8, n), int(rng.integers(0, 4)))  # ties too
+            assert _quartile_and_median(d) == tuple(np.percentile(d, [25, 50]).tolist()), n
+
+
+def test_floor_skipping_across_a_change_of_frame_length() -> None:
+    # A new frame length restarts the analysis window: skipped frames before and after it
+    # must still give what analysing every frame gives.
+    x = (far_speech(6.0, 7) * 0.5).astype(np.int16)
+    cuts, k = [], 0
+    for length in [480] * 40 + [320] * 60 + [480] * 40:
+        cuts.append(x[k : k + length])
+        k += length
+    every, lazy = StationaryFloor(), StationaryFloor()
+    for i, frame in enumerate(cuts):
+        want = every.push(frame.astype(np.float64) / 32768.0)
+        if i % 23 < 17:  # runs of 17 skipped frames, then 6 pushed
+            lazy.skip(frame)
+        else:
+            assert lazy.push(frame) == want, f"frame {i}"

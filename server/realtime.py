@@ -39,10 +39,11 @@ from server.work import Job, JobFailed, JobResult, run_job
 log = logging.getLogger("refinery.realtime")
 
 PING_INTERVAL_S = 10.0
-#: Partial transcripts only while fewer decodes than this are in flight in the
-#: whole process: under load they would queue in front of final transcripts
-#: (voice-to-voice) for text nobody waits for. The final is never skipped.
-PARTIALS_MAX_DECODES_IN_FLIGHT = 1
+#: Optional decodes (partial transcripts, speculative finals) only while fewer
+#: decodes than this are in flight in the whole process: under load they would
+#: queue in front of final transcripts (voice-to-voice) for text nobody waits
+#: for yet. The final is never skipped.
+OPTIONAL_DECODES_MAX_IN_FLIGHT = 1
 #: How long a closing session waits for its cancelled tasks before it lets go
 #: of them (its registry slot is already free by then).
 CLEANUP_WAIT_S = 1.0
@@ -202,9 +203,11 @@ class RealtimeEndpoint:
         if config.memory_config.save_config.auto_load:
             history = self.histories.load(stored.name, uuid)
         engines = build_engines(config, brain=self.settings.brain, **getattr(self.settings, "engine_overrides", {}))
-        return Session(
+        session = Session(
             config, engines, session_id=f"sess_{next(_session_ids)}", project=stored.name, uuid=uuid, history=history
         )
+        session.speculative_finals = getattr(self.settings, "speculative_finals", True)
+        return session
 
 
 #: Close code for a client dropped by a limit (RFC 6455 1008, policy violation).
@@ -433,7 +436,7 @@ class SessionConnection:
             t = self.now()
             if isinstance(msg, proto.AudioAppend):
                 metrics.INPUT_LAG.observe(self.input_lag.push(t, len(msg.pcm) // 2))
-                self.session.partial_transcripts = metrics.in_flight("transcribe") < PARTIALS_MAX_DECODES_IN_FLIGHT
+                self.session.asr_busy = metrics.in_flight("transcribe") >= OPTIONAL_DECODES_MAX_IN_FLIGHT
             if self.journal is not None:
                 self.journal.received_message(t, msg)
             if self.recorder is not None:

@@ -42,6 +42,11 @@ DELTA_S = 0.2
 #: (seconds); past it the newest utterance is dropped with a ``warning``, so a
 #: stuck or slow recogniser cannot make the session hold audio without bound.
 MAX_ASR_BACKLOG_S = 180.0
+#: A speculative final decode starts this long before the turn would end on
+#: silence (or as soon as the final audio is fixed, if that is later): long
+#: enough for a decode (0.1-0.3 s unloaded), short enough that the pauses of
+#: a user who goes on talking (most under a second) cost no decode.
+SPECULATIVE_LEAD_S = 1.0
 #: A turn with no end-of-turn pause is cut into turns of at most this length
 #: (seconds), the next one starting where it was cut. Whisper decodes up to
 #: 30 s in one window; longer audio goes through its sliding windows, which
@@ -193,6 +198,7 @@ class Session:
         #: during the end-of-turn silence, once its audio is fixed. Needs an ASR
         #: engine that keeps no per-utterance state (``AsrEngine.stateless``).
         self.speculative_finals = True
+        self.speculative_lead_s = SPECULATIVE_LEAD_S
         #: Set by the driver when decodes are backed up (the server: another decode
         #: in flight in the process): optional decodes (partials, speculative
         #: finals) are not asked for, so they never delay anyone's final.
@@ -448,11 +454,13 @@ class Session:
 
     def _may_speculate(self, utt: _Utterance) -> bool:
         """True when the turn's final audio is fixed and not yet decoded speculatively
-        (once per pause), and speculation is on for this engine."""
+        (once per pause), the turn would end within ``speculative_lead_s``, and
+        speculation is on for this engine."""
         return (
             self.speculative_finals
             and utt.spec_audio is None
             and self.turns.settled
+            and self.turns.silence_s >= self.turns.silence_duration_ms / 1000 - self.speculative_lead_s - 1e-9
             and getattr(self.engines.asr, "stateless", False)
         )
 

@@ -142,6 +142,11 @@ class TurnDetector:
         return bytes(self._utterance[: self._speech_end_len + self._trailing_bytes]) if self.settled else None
 
     @property
+    def silence_s(self) -> float:
+        """Seconds of non-speech since the turn's last speech frame (0 between turns)."""
+        return self._silence_bytes / 2 / self.sample_rate if self._in_turn else 0.0
+
+    @property
     def settled(self) -> bool:
         """True when :meth:`settled_audio` has the audio (a cheap check, no copy)."""
         return self._in_turn and bool(self._speech_end_len) and len(self._utterance) >= self._speech_end_len + self._trailing_bytes

@@ -131,6 +131,8 @@ def test_settled_audio_is_the_turns_final_audio_once_the_trailing_silence_is_hea
         ev = det.feed(t_of(k), frame(k), speech)
         settled[k] = det.settled_audio()
         assert det.settled == (settled[k] is not None)
+        if k == 44:
+            assert det.silence_s == pytest.approx(14 * 0.03)
         if isinstance(ev, TurnEnded):
             ended = ev
             break

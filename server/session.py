@@ -476,29 +476,34 @@ class Session:
 
     def _drop_speculation(self, utt: _Utterance, reason: str) -> None:
         """The speculative decode of ``utt`` will not be the final: drop it (counted as wasted)."""
-        if utt.spec_job is not None and utt.job == utt.spec_job:
-            self._jobs.pop(utt.job, None)
+        job = utt.spec_job
+        if job is not None and utt.job == job:
+            self._jobs.pop(job, None)
             utt.job = None
         utt.spec_audio = utt.spec_job = utt.spec_text = None
         self.counters["speculative_wasted"] += 1
-        self._note("speculative_final", action="drop", utterance_id=utt.id, reason=reason)
+        self._note("speculative_final", action="drop", utterance_id=utt.id, job_id=job, reason=reason)
 
-    def _take_speculation(self, utt: _Utterance, audio: bytes) -> bool:
-        """At the turn's end: True when the speculative decode was of exactly ``audio``
-        (the turn's final audio) and stands for the final, either done (its text is
-        the final transcript) or still running (the final is its result); else it
-        is dropped and the caller asks for the final."""
+    def _speculation_for(self, utt: _Utterance, audio: bytes) -> str | None:
+        """At the turn's end: ``"done"`` or ``"running"`` when a speculative decode
+        was of exactly ``audio`` (the turn's final audio), so that its text is (or
+        will be) the final transcript; else None, and a speculative decode of other
+        audio (speech resumed, a cut at the cap) or that failed is dropped."""
         if utt.spec_audio is None:
-            return False
+            return None
         running = utt.spec_job is not None and utt.job == utt.spec_job
-        if audio != utt.spec_audio or (utt.spec_text is None and not running):  # changed, or failed
+        if audio != utt.spec_audio or (utt.spec_text is None and not running):
             self._drop_speculation(utt, "audio changed" if audio != utt.spec_audio else "decode failed")
-            return False
-        if utt.spec_text is not None:
+            return None
+        return "running" if running else "done"
+
+    def _use_speculation(self, utt: _Utterance) -> None:
+        """The speculative decode is the final: its text now, or its result when it is back."""
+        running = utt.spec_text is None
+        if not running:
             utt.text = utt.spec_text
         self.counters["speculative_used"] += 1
-        self._note("speculative_final", action="use", utterance_id=utt.id, running=running)
-        return True
+        self._note("speculative_final", action="use", utterance_id=utt.id, job_id=utt.spec_job, running=running)
 
     def _end_utterance(self, t: float, event: TurnEnded, out: list[Output]) -> None:
         """Queue the ended turn for its final transcript (each utterance keeps its own job)."""
@@ -509,11 +514,14 @@ class Session:
         utt.audio_s = len(event.audio) / 2 / self.sample_rate
         backlog = sum(u.audio_s for u in self._ended if u.text is None)
         self._ended.append(utt)
-        if self._take_speculation(utt, event.audio):
-            pass  # decoded (or being decoded) already: no new decode, so no backlog check
+        speculated = self._speculation_for(utt, event.audio)
+        if speculated == "done":
+            self._use_speculation(utt)  # nothing waits for the recogniser: no backlog check
         elif not event.audio:
             utt.text = ""  # a cut at the cap followed by silence: no words
         elif backlog + utt.audio_s > self.max_asr_backlog_s:
+            if speculated == "running":
+                self._drop_speculation(utt, "asr backlog")
             utt.text = ""
             message = (
                 f"dropped utterance {utt.id} ({utt.audio_s:.1f} s of speech): {backlog:.1f} s of earlier "
@@ -522,6 +530,8 @@ class Session:
             )
             log.warning("session %s: %s", self.session_id, message)
             out.append(Send(proto.warning("asr_backlog", message)))
+        elif speculated == "running":
+            self._use_speculation(utt)  # its result is the final: no second decode
         else:
             self._request_transcript(utt, event.audio, final=True, out=out)
         self._deliver_transcripts(t, out)

@@ -168,3 +168,23 @@ def test_session_counts_reach_the_metrics_once_each():
     assert value("refinery_bargein_candidates_rejected_total") - start["refinery_bargein_candidates_rejected_total"] == 3
     assert value("refinery_echo_gated_frames_total") - start["refinery_echo_gated_frames_total"] == 5
     assert value("refinery_turns_total") - start["refinery_turns_total"] == 1
+
+
+def test_speculative_final_outcomes_reach_the_metrics():
+    """Speculative final decodes used and wasted (docs/asr.md), for the bench's hit rate."""
+    from types import SimpleNamespace
+
+    from server import metrics
+
+    def value(outcome: str) -> float:
+        return samples(metrics.render().decode()).get(("refinery_speculative_finals_total", (("outcome", outcome),)), 0.0)
+
+    start = {o: value(o) for o in ("used", "wasted")}
+    session = SimpleNamespace(detector=None, counters={"speculative_used": 0, "speculative_wasted": 0})
+    reporter = metrics.SessionReporter()
+    session.counters.update(speculative_used=3, speculative_wasted=1)
+    reporter.update(session)
+    reporter.update(session)  # nothing new
+    session.counters["speculative_used"] = 4
+    reporter.update(session)
+    assert (value("used") - start["used"], value("wasted") - start["wasted"]) == (4, 1)

@@ -198,6 +198,8 @@ class Session:
         #: during the end-of-turn silence, once its audio is fixed. Needs an ASR
         #: engine that keeps no per-utterance state (``AsrEngine.stateless``).
         self.speculative_finals = True
+        #: How long before the turn would end a speculative final starts (seconds);
+        #: the server's driver raises it to what final decodes take now.
         self.speculative_lead_s = SPECULATIVE_LEAD_S
         #: Set by the driver when decodes are backed up (the server: another decode
         #: in flight in the process): optional decodes (partials, speculative

@@ -89,6 +89,22 @@ def test_the_final_transcript_comes_earlier_by_the_decode_with_the_same_words():
     assert [n["action"] for n in notes(on)] == ["start", "use"]
 
 
+def test_the_driver_sets_how_long_before_the_turns_end_the_decode_starts():
+    # The server raises the lead to what final decodes take now (server.realtime.speculative_lead_s):
+    # with 3 s, the decode starts 0.5 s into the tutorial's 3.5 s of silence.
+    vs = open_virtual_session(TUTORIAL, partial_transcripts=False)
+    vs.session.speculative_lead_s = 3.0
+    started: list[tuple[float, bool]] = []
+    vs.on_job_started = lambda t, job: started.append((t, job.speculative)) if isinstance(job, TranscribeJob) else None
+    vs.start()
+    run = Run(vs)
+    run.say(QUESTION)
+    run.stream_until(25, stop=lambda ev: ev["type"] == "response.audio_transcript.done")
+    [(t, speculative)] = started
+    done = run.first("response.audio_transcript.done")
+    assert speculative and done.t - t == pytest.approx(3.0, abs=0.03)
+
+
 def test_a_pause_shorter_than_the_end_of_turn_less_the_lead_costs_no_decode():
     # A 1.2 s pause mid-turn: the turn would end 2.3 s later at the earliest, so
     # nothing is decoded then; the turn's end finds its one speculative decode done.

@@ -474,7 +474,8 @@ class Session:
         utt.spec_audio = audio
         utt.new_speech_s = 0.0  # it covers all the speech heard: no partial of it after
         utt.spec_job = self._request_transcript(utt, audio, final=True, out=out, speculative=True)
-        self._note("speculative_final", action="start", utterance_id=utt.id, job_id=utt.spec_job, audio_bytes=len(audio))
+        self._note("speculative_final", action="start", utterance_id=utt.id, job_id=utt.spec_job, audio_bytes=len(audio),
+                   lead_s=round(self.speculative_lead_s, 3))
 
     def _drop_speculation(self, utt: _Utterance, reason: str) -> None:
         """The speculative decode of ``utt`` will not be the final: drop it (counted as wasted)."""

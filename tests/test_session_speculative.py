@@ -119,13 +119,16 @@ def test_a_pause_shorter_than_the_end_of_turn_less_the_lead_costs_no_decode():
     assert [n["action"] for n in notes(on)] == ["start", "use"]
 
 
-def test_speech_resuming_after_the_speculative_decode_drops_it_and_the_whole_turn_is_decoded():
+@pytest.mark.parametrize("transcribe_final_s", [0.15, 2.0])
+def test_speech_resuming_after_the_speculative_decode_drops_it_and_the_whole_turn_is_decoded(transcribe_final_s: float):
     # A 3 s pause mid-turn (under the 3.5 s end of turn, over it less the 1 s lead):
     # the first part is decoded speculatively, then the user goes on; the final
-    # covers both parts.
+    # covers both parts. With a 2 s recogniser the speech resumes while that
+    # decode runs: its result, when it comes, is ignored.
     pieces = (silence(0.3), words_only(STOCKS, STOCKS_META), silence(3.0), words_only(RATES, RATES_META))
-    off, off_finals = speak(*pieces, speculative=False)
-    on, on_finals = speak(*pieces, speculative=True)
+    latency = JobLatency(transcribe_final_s=transcribe_final_s)
+    off, off_finals = speak(*pieces, speculative=False, latency=latency)
+    on, on_finals = speak(*pieces, speculative=True, latency=latency)
     [end] = off_finals
     first, whole = on_finals
     assert first.speculative and whole.speculative

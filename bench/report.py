@@ -19,6 +19,11 @@ def _three(d: dict[str, Any], nd: int = 0) -> str:
     return "/".join(_f(d.get(k), nd) for k in ("p50", "p95", "p99"))
 
 
+def _speculative(d: dict[str, float] | None) -> str:
+    """``used/wasted`` speculative final decodes (docs/asr.md); ``-`` for results from before they existed."""
+    return "-" if d is None else f"{d['used']:.0f}/{d['wasted']:.0f}"
+
+
 def scale_tables(scale: dict[str, Any]) -> str:
     """Latency per N and load per N."""
     lat, load = [], []
@@ -33,6 +38,7 @@ def scale_tables(scale: dict[str, Any]) -> str:
         load.append([
             d["n"], _three(d["input_lag_ms"], 1), _f(d["asr_queue_wait_ms"]["p50"]) + "/" + _f(d["asr_queue_wait_ms"]["p95"]),
             _f(d["agent_queue_wait_ms"]["p50"]) + "/" + _f(d["agent_queue_wait_ms"]["p95"]),
+            _speculative(d.get("speculative_finals")),
             _f(d["server_cpu_pct_per_caller"], 2), _f(d["server_cpu_pct"], 0), _f(d["bench_cpu_pct"], 0),
             _f(d["rss_mb_per_caller"], 1), _f(d["client_send_lag_p95_ms"], 0), "yes" if d["realtime"] else "NO",
         ])
@@ -41,7 +47,8 @@ def scale_tables(scale: dict[str, Any]) -> str:
         "server decision - floor ms p50/95/99", "voice-to-voice ms p50/95/99", "v2v - silence ms p50/95", "missed", "bytes after interrupt",
     ], tablefmt="github")
     t2 = tabulate(load, headers=[
-        "N", "input lag ms p50/95/99", "ASR wait ms p50/95", "agent wait ms p50/95", "server CPU %/caller", "server CPU %",
+        "N", "input lag ms p50/95/99", "ASR wait ms p50/95", "agent wait ms p50/95", "speculative finals used/wasted",
+        "server CPU %/caller", "server CPU %",
         "bench CPU %", "RSS MB/caller", "caller send lag p95 ms", "real time",
     ], tablefmt="github")
     lost = scale.get("realtime_lost_at_n")

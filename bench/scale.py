@@ -175,6 +175,11 @@ def summarise(level: Level, before: promstats.Scrape, after: promstats.Scrape, s
         "input_lag_ms": input_lag,
         "asr_queue_wait_ms": _ms(_hist(before, after, "refinery_engine_queue_wait_seconds", kind="transcribe")),
         "agent_queue_wait_ms": _ms(_hist(before, after, "refinery_engine_queue_wait_seconds", kind="agent")),
+        # Speculative final decodes (docs/asr.md): used as the final, or wasted.
+        "speculative_finals": {
+            outcome: promstats.delta(before, after, "refinery_speculative_finals_total", outcome=outcome)
+            for outcome in ("used", "wasted")
+        },
         "missed_interrupts": sum(c.missed_interrupts for c in ok),
         # The interrupting speech never played: no answer came to barge into within the call.
         "calls_without_barge_in": sum(1 for c in ok if c.interrupt_latency_ms is None and c.missed_interrupts == 0),

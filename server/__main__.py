@@ -67,6 +67,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--record", type=Path, default=None, metavar="DIR",
                         help="save each session (mic audio as received, client events, config, journal) under DIR "
                              "for `python -m simulator --replay DIR/<session>`")
+    parser.add_argument("--no-speculative-finals", dest="speculative_finals", action="store_false",
+                        help="decode a turn's final transcript only when the turn ends (default: speculatively, "
+                        "during the end-of-turn silence once the turn's audio is fixed; exact, and ~0.1-0.3 s "
+                        "sooner; see docs/asr.md)")
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     parser.add_argument("--ws-deflate", action="store_true",
                         help="negotiate permessage-deflate on the WebSocket when a client offers it (default off: "
@@ -101,6 +105,7 @@ def settings_from_args(args: argparse.Namespace) -> ServerSettings:
         admin=args.admin,
         admin_remote=args.admin_remote,
         record_dir=args.record,
+        speculative_finals=args.speculative_finals,
     )
 
 

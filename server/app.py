@@ -58,6 +58,9 @@ class ServerSettings:
     engine_overrides: dict[str, str] = field(default_factory=dict)
     #: Record every session here for replay (server/recording.py); None: no recording.
     record_dir: Path | None = None
+    #: Decode final transcripts speculatively during the end-of-turn silence
+    #: (``Session.speculative_finals``, docs/asr.md).
+    speculative_finals: bool = True
 
 
 def _problem(status: int, code: str, message: str, **extra: Any) -> JSONResponse:

@@ -16,7 +16,8 @@ An entry is a JSON-ready dict::
 the server, virtual in the simulator). ``dir`` is ``"in"`` (from the client) or
 ``"out"`` (to the client) for protocol events, absent for decisions, whose
 types are ``detector.held``, ``detector.candidate``, ``detector.confirmed``,
-``detector.rejected``, ``turn``, ``interrupt``, ``history`` and ``fault.*``.
+``detector.rejected``, ``turn``, ``interrupt``, ``history``,
+``speculative_final`` (``action`` start, use or drop: docs/asr.md) and ``fault.*``.
 Audio payloads are summarised: byte count, duration and a SHA-256 of the PCM.
 
 Bounded: a journal keeps its last :data:`MAX_ENTRIES` entries (``dropped``

@@ -39,6 +39,13 @@ ECHO_GATED = Counter(
     "Input frames the frame VAD called speech and the echo gate ruled echo (never counted in the barge-in window)",
     registry=REGISTRY,
 )
+SPECULATIVE_FINALS = Counter(
+    "refinery_speculative_finals",
+    "Speculative final decodes (run during the end-of-turn silence) by outcome: used as the final "
+    "transcript, or wasted (speech resumed, the turn was cut or dropped, the decode failed)",
+    ["outcome"],
+    registry=REGISTRY,
+)
 DECISION_LATENCY = Histogram(
     "refinery_interrupt_decision_seconds",
     "Speech onset -> interrupt decision, on the session's clock",
@@ -127,6 +134,9 @@ class SessionReporter:
             ECHO_GATED.inc(d)
         if d := self._delta("responses", session.counters.get("responses", 0)):
             TURNS.inc(d)
+        for outcome in ("used", "wasted"):
+            if d := self._delta(f"speculative_{outcome}", session.counters.get(f"speculative_{outcome}", 0)):
+                SPECULATIVE_FINALS.labels(outcome).inc(d)
 
     @staticmethod
     def on_event(event: dict[str, Any]) -> None:

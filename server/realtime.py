@@ -9,6 +9,7 @@ threads and sends what the session returns, in order, from one sender task.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import contextvars
 import functools
@@ -16,7 +17,7 @@ import itertools
 import json
 import logging
 import time
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 from starlette.responses import JSONResponse
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
@@ -33,16 +34,24 @@ from server.limits import DEFAULT_LIMITS, Limits
 from server.projects import ProjectStore, UnknownProject, name_problem
 from server.recording import SessionRecorder
 from server.security import origin_allowed
-from server.session import PersistHistory, Send, Session, StartJob
-from server.work import Job, JobFailed, JobResult, run_job
+from server.session import SPECULATIVE_LEAD_S, PersistHistory, Send, Session, StartJob
+from server.work import Job, JobFailed, JobResult, TranscribeJob, run_job
 
 log = logging.getLogger("refinery.realtime")
 
 PING_INTERVAL_S = 10.0
-#: Partial transcripts only while fewer decodes than this are in flight in the
-#: whole process: under load they would queue in front of final transcripts
-#: (voice-to-voice) for text nobody waits for. The final is never skipped.
-PARTIALS_MAX_DECODES_IN_FLIGHT = 1
+#: Optional decodes (partial transcripts, speculative finals) only while fewer
+#: decodes than this are in flight in the whole process: under load they would
+#: queue in front of final transcripts (voice-to-voice) for text nobody waits
+#: for yet. The final is never skipped.
+OPTIONAL_DECODES_MAX_IN_FLIGHT = 1
+#: A speculative final decode starts this many times the longest recent final
+#: decode (queueing included) before the turn would end, and never later than
+#: ``server.session.SPECULATIVE_LEAD_S`` before it: on a loaded machine a
+#: decode took 2 s, twice that lead (docs/asr.md).
+SPECULATIVE_LEAD_FACTOR = 1.5
+#: Final decodes that count as recent, process-wide.
+RECENT_FINAL_DECODES = 8
 #: How long a closing session waits for its cancelled tasks before it lets go
 #: of them (its registry slot is already free by then).
 CLEANUP_WAIT_S = 1.0
@@ -90,6 +99,14 @@ class SessionRegistry:
 
 
 _session_ids = itertools.count(1)
+_final_decodes: collections.deque[float] = collections.deque(maxlen=RECENT_FINAL_DECODES)
+
+
+def speculative_lead_s(recent_decodes_s: Iterable[float]) -> float:
+    """How long before the turn would end its speculative final decode should start
+    (seconds), from the durations of recent final decodes (seconds, queueing included):
+    ``SPECULATIVE_LEAD_FACTOR`` times the longest, at least ``SPECULATIVE_LEAD_S``."""
+    return max([SPECULATIVE_LEAD_S, *(SPECULATIVE_LEAD_FACTOR * s for s in recent_decodes_s)])
 
 
 async def _deny(websocket: WebSocket, status: int, code: str, message: str) -> None:
@@ -202,9 +219,11 @@ class RealtimeEndpoint:
         if config.memory_config.save_config.auto_load:
             history = self.histories.load(stored.name, uuid)
         engines = build_engines(config, brain=self.settings.brain, **getattr(self.settings, "engine_overrides", {}))
-        return Session(
+        session = Session(
             config, engines, session_id=f"sess_{next(_session_ids)}", project=stored.name, uuid=uuid, history=history
         )
+        session.speculative_finals = getattr(self.settings, "speculative_finals", True)
+        return session
 
 
 #: Close code for a client dropped by a limit (RFC 6455 1008, policy violation).
@@ -353,6 +372,8 @@ class SessionConnection:
         else:
             result = await self._run_in_pool(job, fault.fail)
             await asyncio.sleep(fault.delay_s)
+        if isinstance(job, TranscribeJob) and job.final:
+            _final_decodes.append(self.now() - started)
         if self.journal is not None:
             # Real engine time (queueing included): what a replay uses as this job's latency.
             self.journal.record(self.now(), "job", kind=job.kind, job_id=job.job_id, started_t=round(started, 6),
@@ -433,7 +454,8 @@ class SessionConnection:
             t = self.now()
             if isinstance(msg, proto.AudioAppend):
                 metrics.INPUT_LAG.observe(self.input_lag.push(t, len(msg.pcm) // 2))
-                self.session.partial_transcripts = metrics.in_flight("transcribe") < PARTIALS_MAX_DECODES_IN_FLIGHT
+                self.session.asr_busy = metrics.in_flight("transcribe") >= OPTIONAL_DECODES_MAX_IN_FLIGHT
+                self.session.speculative_lead_s = speculative_lead_s(_final_decodes)
             if self.journal is not None:
                 self.journal.received_message(t, msg)
             if self.recorder is not None:

@@ -42,6 +42,11 @@ DELTA_S = 0.2
 #: (seconds); past it the newest utterance is dropped with a ``warning``, so a
 #: stuck or slow recogniser cannot make the session hold audio without bound.
 MAX_ASR_BACKLOG_S = 180.0
+#: A speculative final decode starts this long before the turn would end on
+#: silence (or as soon as the final audio is fixed, if that is later): long
+#: enough for a decode (0.1-0.3 s unloaded), short enough that the pauses of
+#: a user who goes on talking (most under a second) cost no decode.
+SPECULATIVE_LEAD_S = 1.0
 #: A turn with no end-of-turn pause is cut into turns of at most this length
 #: (seconds), the next one starting where it was cut. Whisper decodes up to
 #: 30 s in one window; longer audio goes through its sliding windows, which
@@ -102,6 +107,11 @@ class _Utterance:
     audio_s: float = 0.0  # length of the audio sent for the final transcript
     text: str | None = None  # the final transcript, once it is back
     near_levels: list[float] = field(default_factory=list)  # its speech frames' levels, learned if it holds words
+    # A speculative final decode (docs/asr.md): the fixed final audio it was asked
+    # for, its job while in flight (in the single ``job`` slot), its text once back.
+    spec_audio: bytes | None = None
+    spec_job: int | None = None
+    spec_text: str | None = None
 
 
 class Session:
@@ -177,12 +187,24 @@ class Session:
         self._response: _Response | None = None
         self._last_response: _Response | None = None  # for interrupts after response.done
         self._jobs: dict[int, str] = {}  # job id -> what it is for ("asr", "agent", "speech")
-        self.counters = {"ignored_audio_ms": 0.0, "bad_frames": 0, "interrupts": 0, "responses": 0}
+        self.counters = {"ignored_audio_ms": 0.0, "bad_frames": 0, "interrupts": 0, "responses": 0,
+                         "speculative_used": 0, "speculative_wasted": 0}
         self.trace: list[tuple[float, bool, int, bool, bool]] = []  # (t, speech, window, armed, lockout)
         self.record_trace = False
         #: Partial transcripts (``response.audio_transcript.delta``); the
         #: simulator's fast mode turns them off: they cost a decode each.
         self.partial_transcripts = True
+        #: Speculative final decodes (docs/asr.md): the final transcript decoded
+        #: during the end-of-turn silence, once its audio is fixed. Needs an ASR
+        #: engine that keeps no per-utterance state (``AsrEngine.stateless``).
+        self.speculative_finals = True
+        #: How long before the turn would end a speculative final starts (seconds);
+        #: the server's driver raises it to what final decodes take now.
+        self.speculative_lead_s = SPECULATIVE_LEAD_S
+        #: Set by the driver when decodes are backed up (the server: another decode
+        #: in flight in the process): optional decodes (partials, speculative
+        #: finals) are not asked for, so they never delay anyone's final.
+        self.asr_busy = False
         #: Decision sink set by the driver (a :class:`server.journal.Journal`):
         #: called ``journal(t, type, **data)``; a plain append, no I/O.
         self.journal: Callable[..., None] | None = None
@@ -387,6 +409,8 @@ class Session:
             self.near.note_user_speech()
         if speech and self._utterance is not None:
             self._utterance.new_speech_s += self.frame_s
+            if self._utterance.spec_audio is not None:
+                self._drop_speculation(self._utterance, "speech resumed")
         self._on_turn_event(t, event, out)
 
     def _maybe_user(self, t: float, frame: bytes) -> bool:
@@ -414,19 +438,75 @@ class Session:
                 self._utterance = _Utterance(f"utt_{next(self._ids)}")
             return
         utt = self._utterance
-        # Partials re-decode the utterance so far: ask only when enough new speech
-        # came in (trailing silence adds nothing) and no decode is running.
-        if (
-            self.partial_transcripts
-            and utt is not None
-            and not utt.final_requested
-            and utt.job is None
-            and utt.new_speech_s >= PARTIAL_EVERY_S - 1e-9
-        ):
+        # Optional decodes (the driver may say the recogniser is backed up), one at
+        # a time per utterance. Partials re-decode the utterance so far: ask only
+        # when enough new speech came in (trailing silence adds nothing).
+        if utt is None or utt.final_requested or utt.job is not None or self.asr_busy:
+            return
+        if self._may_speculate(utt):
+            # The final audio is fixed: decode it now rather than a partial of it.
+            self._speculate(utt, out)
+        elif self.partial_transcripts and utt.new_speech_s >= PARTIAL_EVERY_S - 1e-9:
             audio = self.turns.utterance_so_far()
             if audio:
                 utt.new_speech_s = 0.0
                 self._request_transcript(utt, audio, final=False, out=out)
+
+    # -- speculative final decode (docs/asr.md) -------------------------------
+
+    def _may_speculate(self, utt: _Utterance) -> bool:
+        """True when the turn's final audio is fixed and not yet decoded speculatively
+        (once per pause), the turn would end within ``speculative_lead_s``, and
+        speculation is on for this engine."""
+        return (
+            self.speculative_finals
+            and utt.spec_audio is None
+            and self.turns.settled
+            and self.turns.silence_s >= self.turns.silence_duration_ms / 1000 - self.speculative_lead_s - 1e-9
+            and getattr(self.engines.asr, "stateless", False)
+        )
+
+    def _speculate(self, utt: _Utterance, out: list[Output]) -> None:
+        """Decode the turn's final audio now that it is fixed (``TurnDetector.settled``):
+        the turn's end then finds its final transcript done, or under way."""
+        audio = self.turns.settled_audio()
+        assert audio is not None
+        utt.spec_audio = audio
+        utt.new_speech_s = 0.0  # it covers all the speech heard: no partial of it after
+        utt.spec_job = self._request_transcript(utt, audio, final=True, out=out, speculative=True)
+        self._note("speculative_final", action="start", utterance_id=utt.id, job_id=utt.spec_job, audio_bytes=len(audio),
+                   lead_s=round(self.speculative_lead_s, 3))
+
+    def _drop_speculation(self, utt: _Utterance, reason: str) -> None:
+        """The speculative decode of ``utt`` will not be the final: drop it (counted as wasted)."""
+        job = utt.spec_job
+        if job is not None and utt.job == job:
+            self._jobs.pop(job, None)
+            utt.job = None
+        utt.spec_audio = utt.spec_job = utt.spec_text = None
+        self.counters["speculative_wasted"] += 1
+        self._note("speculative_final", action="drop", utterance_id=utt.id, job_id=job, reason=reason)
+
+    def _speculation_for(self, utt: _Utterance, audio: bytes) -> str | None:
+        """At the turn's end: ``"done"`` or ``"running"`` when a speculative decode
+        was of exactly ``audio`` (the turn's final audio), so that its text is (or
+        will be) the final transcript; else None, and a speculative decode of other
+        audio (speech resumed, a cut at the cap) or that failed is dropped."""
+        if utt.spec_audio is None:
+            return None
+        running = utt.spec_job is not None and utt.job == utt.spec_job
+        if audio != utt.spec_audio or (utt.spec_text is None and not running):
+            self._drop_speculation(utt, "audio changed" if audio != utt.spec_audio else "decode failed")
+            return None
+        return "running" if running else "done"
+
+    def _use_speculation(self, utt: _Utterance) -> None:
+        """The speculative decode is the final: its text now, or its result when it is back."""
+        running = utt.spec_text is None
+        if not running:
+            utt.text = utt.spec_text
+        self.counters["speculative_used"] += 1
+        self._note("speculative_final", action="use", utterance_id=utt.id, job_id=utt.spec_job, running=running)
 
     def _end_utterance(self, t: float, event: TurnEnded, out: list[Output]) -> None:
         """Queue the ended turn for its final transcript (each utterance keeps its own job)."""
@@ -437,9 +517,14 @@ class Session:
         utt.audio_s = len(event.audio) / 2 / self.sample_rate
         backlog = sum(u.audio_s for u in self._ended if u.text is None)
         self._ended.append(utt)
-        if not event.audio:
+        speculated = self._speculation_for(utt, event.audio)
+        if speculated == "done":
+            self._use_speculation(utt)  # nothing waits for the recogniser: no backlog check
+        elif not event.audio:
             utt.text = ""  # a cut at the cap followed by silence: no words
         elif backlog + utt.audio_s > self.max_asr_backlog_s:
+            if speculated == "running":
+                self._drop_speculation(utt, "asr backlog")
             utt.text = ""
             message = (
                 f"dropped utterance {utt.id} ({utt.audio_s:.1f} s of speech): {backlog:.1f} s of earlier "
@@ -448,15 +533,19 @@ class Session:
             )
             log.warning("session %s: %s", self.session_id, message)
             out.append(Send(proto.warning("asr_backlog", message)))
+        elif speculated == "running":
+            self._use_speculation(utt)  # its result is the final: no second decode
         else:
             self._request_transcript(utt, event.audio, final=True, out=out)
         self._deliver_transcripts(t, out)
 
-    def _request_transcript(self, utt: _Utterance, audio: bytes, *, final: bool, out: list[Output]) -> None:
+    def _request_transcript(self, utt: _Utterance, audio: bytes, *, final: bool, out: list[Output],
+                            speculative: bool = False) -> int:
         job_id = next(self._ids)
         utt.job = job_id
         self._jobs[job_id] = "asr"
-        out.append(StartJob(TranscribeJob(job_id, self.engines.asr, utt.id, audio, self.sample_rate, final)))
+        out.append(StartJob(TranscribeJob(job_id, self.engines.asr, utt.id, audio, self.sample_rate, final, speculative)))
+        return job_id
 
     def _utterance_of(self, job_id: int) -> _Utterance | None:
         for utt in (self._utterance, *self._ended):
@@ -471,6 +560,13 @@ class Session:
         utt.job = None
         if not result.final:
             if result.text and not utt.final_requested:
+                out.append(Send(proto.transcript_delta(result.text, item_id=utt.id)))
+            return
+        if not utt.final_requested:
+            # A speculative final back before the turn's end: kept for it, and shown as
+            # the partial it supersedes (the whole utterance, decoded as the final).
+            utt.spec_text = result.text
+            if result.text and self.partial_transcripts:
                 out.append(Send(proto.transcript_delta(result.text, item_id=utt.id)))
             return
         utt.text = result.text
@@ -527,6 +623,8 @@ class Session:
         """Drop the turn in progress (not yet ended); ended ones keep their jobs."""
         self.near.turn_dropped()
         if self._utterance is not None:
+            if self._utterance.spec_audio is not None:
+                self._drop_speculation(self._utterance, "turn dropped")
             if self._utterance.job is not None:
                 self._jobs.pop(self._utterance.job, None)
             self.engines.asr.forget(self._utterance.id)

@@ -129,6 +129,28 @@ class TurnDetector:
         """The current turn's audio (from the padded onset), for partial ASR; empty between turns."""
         return bytes(self._utterance)
 
+    def settled_audio(self) -> bytes | None:
+        """The audio this turn's ``TurnEnded`` will carry if it ends on silence
+        with no more speech, once that is fixed; None before (or between turns).
+
+        It is fixed once the silence since the last speech frame covers the
+        ``trailing_silence_ms`` kept for ASR: later silent frames add nothing
+        to ``TurnEnded.audio``. A speech frame (or a cut at the cap) changes
+        it; the caller compares it with the event's audio to know.
+        A speculative final decode runs on it (docs/asr.md).
+        """
+        return bytes(self._utterance[: self._speech_end_len + self._trailing_bytes]) if self.settled else None
+
+    @property
+    def silence_s(self) -> float:
+        """Seconds of non-speech since the turn's last speech frame (0 between turns)."""
+        return self._silence_bytes / 2 / self.sample_rate if self._in_turn else 0.0
+
+    @property
+    def settled(self) -> bool:
+        """True when :meth:`settled_audio` has the audio (a cheap check, no copy)."""
+        return self._in_turn and bool(self._speech_end_len) and len(self._utterance) >= self._speech_end_len + self._trailing_bytes
+
     def clear(self) -> None:
         """``input_audio_buffer.clear``: drop the turn in progress and the pre-roll."""
         self._preroll.clear()

@@ -146,10 +146,18 @@ def open_virtual_session(
     history: ConversationHistory | None = None,
     record_trace: bool = False,
     partial_transcripts: bool = True,
+    speculative_finals: bool = True,
 ) -> VirtualSession:
-    """A session built with the engines ``config`` selects, on a virtual clock."""
+    """A session built with the engines ``config`` selects, on a virtual clock.
+
+    ``speculative_finals``: decode the final transcript during the end-of-turn
+    silence once its audio is fixed (``Session.speculative_finals``, docs/asr.md).
+    The virtual driver never reports the recogniser backed up
+    (``Session.asr_busy``): its jobs complete at modelled times.
+    """
     session = Session(config, build_engines(config), session_id=f"sess_{uuid}", project=project, uuid=uuid, history=history)
     session.record_trace = record_trace
     session.partial_transcripts = partial_transcripts
+    session.speculative_finals = speculative_finals
     return VirtualSession(session, latency)
 

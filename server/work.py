@@ -83,7 +83,12 @@ class SpeechJob:
 
 @dataclass(frozen=True)
 class TranscribeJob:
-    """Transcribe the utterance so far (partial) or all of it (final)."""
+    """Transcribe the utterance so far (partial) or all of it (final).
+
+    ``speculative``: a final decode asked for before the turn ended, on audio
+    that is already fixed (docs/asr.md); it runs exactly as any final, the
+    flag only tells observers (tests, the journal) why it was asked for.
+    """
 
     job_id: int
     engine: "AsrEngine" = field(repr=False)
@@ -91,6 +96,7 @@ class TranscribeJob:
     pcm: bytes = field(repr=False)
     sample_rate: int
     final: bool
+    speculative: bool = False
 
     kind = "transcribe"
 

@@ -56,6 +56,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="with --fast: send partial transcripts as the real-time server does (each is an ASR decode: "
         "runs with spoken turns take about 1.7x as long; no metric needs them)",
     )
+    p.add_argument(
+        "--no-speculative-finals",
+        dest="speculative_finals",
+        action="store_false",
+        help="with --fast: decode the final transcript only when the turn ends, not speculatively during the "
+        "end-of-turn silence (the server's --no-speculative-finals; for before/after figures)",
+    )
     p.add_argument("--config", type=Path, help=f"project config YAML (default: the scenario's, else {DEFAULT_CONFIG.name})")
     p.add_argument("--out", type=Path, default=Path("out"), help="directory for <name>.json and <name>.png (default: out)")
     p.add_argument("--no-png", action="store_true", help="skip the PNG timeline")
@@ -167,7 +174,7 @@ def run_one(sc: Scenario, args: argparse.Namespace) -> RunResult:
     else:
         from simulator.fast import run_fast
 
-        result = run_fast(sc, partials=args.partials)
+        result = run_fast(sc, partials=args.partials, speculative=args.speculative_finals)
     result.wall_s = time.perf_counter() - t0
     return result
 

@@ -74,6 +74,7 @@ def run_fast(
     *,
     latency: object | None = None,
     partials: bool = False,
+    speculative: bool = True,
     loaded: LoadedConfig | None = None,
 ) -> RunResult:
     """Run ``scenario`` against an in-process session; deterministic.
@@ -81,7 +82,8 @@ def run_fast(
     ``partials``: send partial transcripts as the real-time server does (each
     is a full ASR decode: slow, and not used by any metric). ``loaded``: the
     config already loaded (and changed, e.g. by a sweep: :mod:`simulator.settings`);
-    ``config_path`` then only names it in reports.
+    ``config_path`` then only names it in reports. ``speculative``: speculative
+    final decodes, as the real-time server does by default (docs/asr.md).
     """
     path = Path(config_path or scenario.config_path)
     if loaded is None:
@@ -90,7 +92,8 @@ def run_fast(
     client = client_for(scenario, cfg)
     kwargs = {"latency": latency} if latency is not None else {}
     vs = open_virtual_session(
-        cfg, uuid="sim", project=scenario.name.replace(".", "_"), record_trace=True, partial_transcripts=partials, **kwargs
+        cfg, uuid="sim", project=scenario.name.replace(".", "_"), record_trace=True, partial_transcripts=partials,
+        speculative_finals=speculative, **kwargs
     )
 
     net = Network(scenario.network.jitter_ms / 1000.0, scenario.network.seed)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from pathlib import Path
 
 import numpy as np
@@ -108,16 +109,39 @@ def _transcribe_jobs(client) -> float:
     return samples(client.get("/metrics").text).get(("refinery_engine_job_seconds_count", (("kind", "transcribe"),)), 0.0)
 
 
-def _ask_a_question(client, ws_name: str) -> str:
-    """Stream a spoken question and end-of-turn silence (faster than real time); returns the final transcript."""
+def _speculative_used(client) -> float:
+    return samples(client.get("/metrics").text).get(("refinery_speculative_finals_total", (("outcome", "used"),)), 0.0)
+
+
+def _ask_a_question(client, ws_name: str, others_in_flight: int = 0) -> str:
+    """Stream a spoken question and end-of-turn silence (faster than real time); returns the final transcript.
+
+    2.6 s into the silence (the final audio is fixed; the turn would end within
+    the speculative lead) it waits until the server has taken that audio and no
+    decode but ``others_in_flight`` is in flight: as in real time, where the
+    question's partials are long done by then. The session asks for optional
+    decodes on the frames that follow.
+    """
+    from server import metrics
     from simulator.audio import read_wav
 
     speech = (read_wav(ROOT / "fixtures/speech/question_stocks_joe.wav", 16000) * 32767).astype("<i2").tobytes()
-    audio = speech + bytes(2 * 16000 * 4)  # 4 s of silence: past the tutorial's 3.5 s end of turn
+    # 4 s of silence: past the tutorial's 3.5 s end of turn
+    parts = [speech + bytes(2 * 16000 * 26 // 10), bytes(2 * 16000 * 14 // 10)]
+    journals = client.app.state.journals
     with client.websocket_connect(f"/distiller/realtime/acc/demo/{ws_name}", headers=AUTH) as ws:
         assert json.loads(ws.receive_text())["type"] == "session.created"
-        for i in range(0, len(audio), 960):
-            ws.send_text(proto.encode_client_message(proto.AudioAppend(audio[i : i + 960])))
+        [journal] = [j for j in journals.sessions("demo") if j.uuid == ws_name and not j.ended]
+        sent = 0
+        for n, audio in enumerate(parts):
+            if n:
+                deadline = time.monotonic() + 60  # a hang guard, not a timing bound
+                while len(journal.events("input_audio_buffer.append")) < sent or metrics.in_flight("transcribe") > others_in_flight:
+                    assert time.monotonic() < deadline, "the server did not take the audio and finish its decodes in 60 s"
+                    time.sleep(0.01)
+            for i in range(0, len(audio), 960):
+                ws.send_text(proto.encode_client_message(proto.AudioAppend(audio[i : i + 960])))
+                sent += 1
         while True:
             event = json.loads(ws.receive_text())
             if event["type"] == "response.audio_transcript.done":
@@ -125,26 +149,29 @@ def _ask_a_question(client, ws_name: str) -> str:
 
 
 def test_partial_decodes_back_off_while_another_decode_is_in_flight(tmp_path):
-    """Partials are skipped while any decode is in flight; the final never is."""
+    """Partials and speculative finals are skipped while any decode is in flight; the final never is."""
     from server import metrics
 
     with TestClient(create_app(ServerSettings(data_dir=tmp_path))) as client:
         assert client.post(
             "/distiller/create", headers=AUTH, json={"project": "demo", "config": TUTORIAL, "sdk_version": "1.33.2"}
         ).status_code == 201
-        before = _transcribe_jobs(client)
+        before, spec_before = _transcribe_jobs(client), _speculative_used(client)
         assert "stocks" in _ask_a_question(client, "free").lower()
         unloaded = _transcribe_jobs(client) - before
+        unloaded_spec = _speculative_used(client) - spec_before
         # Another session's decode in flight (waiting for a worker) for the whole question.
         busy = metrics.TimedJob(lambda job: None, type("Decode", (), {"kind": "transcribe"})(), lambda: 0.0)
         try:
-            before = _transcribe_jobs(client)
-            assert "stocks" in _ask_a_question(client, "busy").lower()
+            before, spec_before = _transcribe_jobs(client), _speculative_used(client)
+            assert "stocks" in _ask_a_question(client, "busy", others_in_flight=1).lower()
             loaded = _transcribe_jobs(client) - before
+            loaded_spec = _speculative_used(client) - spec_before
         finally:
             busy.abandon()
     assert unloaded >= 2  # a partial and the final
-    assert loaded == 1  # the final alone
+    assert unloaded_spec == 1  # the final, decoded during the end-of-turn silence
+    assert loaded == 1 and loaded_spec == 0  # the final alone, at the turn's end
 
 
 def test_session_counts_reach_the_metrics_once_each():
@@ -168,3 +195,23 @@ def test_session_counts_reach_the_metrics_once_each():
     assert value("refinery_bargein_candidates_rejected_total") - start["refinery_bargein_candidates_rejected_total"] == 3
     assert value("refinery_echo_gated_frames_total") - start["refinery_echo_gated_frames_total"] == 5
     assert value("refinery_turns_total") - start["refinery_turns_total"] == 1
+
+
+def test_speculative_final_outcomes_reach_the_metrics():
+    """Speculative final decodes used and wasted (docs/asr.md), for the bench's hit rate."""
+    from types import SimpleNamespace
+
+    from server import metrics
+
+    def value(outcome: str) -> float:
+        return samples(metrics.render().decode()).get(("refinery_speculative_finals_total", (("outcome", outcome),)), 0.0)
+
+    start = {o: value(o) for o in ("used", "wasted")}
+    session = SimpleNamespace(detector=None, counters={"speculative_used": 0, "speculative_wasted": 0})
+    reporter = metrics.SessionReporter()
+    session.counters.update(speculative_used=3, speculative_wasted=1)
+    reporter.update(session)
+    reporter.update(session)  # nothing new
+    session.counters["speculative_used"] = 4
+    reporter.update(session)
+    assert (value("used") - start["used"], value("wasted") - start["wasted"]) == (4, 1)

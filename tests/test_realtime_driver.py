@@ -40,3 +40,14 @@ def test_timer_task_ends_when_cancelled_in_the_step_it_wakes_up():
         return task in done
 
     assert asyncio.run(scenario())
+
+
+def test_speculative_lead_follows_the_longest_recent_final_decode():
+    # docs/asr.md: at least SPECULATIVE_LEAD_S; 1.5 x the longest recent final decode
+    # (a loaded machine took 2 s: the decode then starts 3 s before the turn would end).
+    from server.realtime import SPECULATIVE_LEAD_FACTOR, speculative_lead_s
+    from server.session import SPECULATIVE_LEAD_S
+
+    assert speculative_lead_s([]) == SPECULATIVE_LEAD_S
+    assert speculative_lead_s([0.2, 0.3]) == SPECULATIVE_LEAD_S
+    assert speculative_lead_s([0.3, 2.0, 0.4]) == SPECULATIVE_LEAD_FACTOR * 2.0

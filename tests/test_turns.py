@@ -120,6 +120,31 @@ def test_utterance_so_far_clear_and_begin_with() -> None:
     assert ended.onset_t == 3.0 and ended.audio_start_t == 2.7
 
 
+def test_settled_audio_is_the_turns_final_audio_once_the_trailing_silence_is_heard() -> None:
+    # Trailing silence kept for ASR: 300 ms = 10 frames. The final audio is fixed
+    # (the speculative final decode's input) from the 10th silent frame on.
+    det = TurnDetector(frame_ms=30, silence_duration_ms=700, prefix_padding_ms=0, sample_rate=RATE, min_speech_ms=90)
+    settled: dict[int, bytes | None] = {}
+    ended = None
+    for k in range(1, 120):
+        speech = 10 <= k <= 30 or 45 <= k <= 50  # a 420 ms pause, then the last words
+        ev = det.feed(t_of(k), frame(k), speech)
+        settled[k] = det.settled_audio()
+        assert det.settled == (settled[k] is not None)
+        if k == 44:
+            assert det.silence_s == pytest.approx(14 * 0.03)
+        if isinstance(ev, TurnEnded):
+            ended = ev
+            break
+    assert ended is not None and ended.reason == "silence"
+    assert settled[39] is None and settled[40] == b"".join(frame(k) for k in range(10, 41))
+    assert settled[44] == settled[40]  # silence adds nothing
+    assert settled[45] is None  # speech resumed: the audio grows again
+    assert settled[59] is None and settled[60] == ended.audio
+    assert all(settled[k] == ended.audio for k in range(60, 74))
+    assert det.settled_audio() is None and not det.settled  # between turns
+
+
 def test_max_turn_length() -> None:
     det = TurnDetector(
         frame_ms=30, silence_duration_ms=700, prefix_padding_ms=0, sample_rate=RATE, min_speech_ms=90, max_turn_seconds=3.0

@@ -16,6 +16,13 @@ class AsrEngine(Protocol):
     """
 
     name: str
+    #: True when :meth:`transcribe` keeps no per-utterance state: its text is a
+    #: function of ``(pcm, sample_rate, final)`` alone (Whisper). The session
+    #: then decodes a turn's final audio ahead of the turn's end, once that
+    #: audio is fixed (a speculative final, docs/asr.md). A streaming engine
+    #: (state per ``utterance_id``, finished by ``final=True``) says False, and
+    #: so does an engine without the attribute.
+    stateless: bool
 
     def transcribe(self, utterance_id: str, pcm: bytes, sample_rate: int, *, final: bool) -> str:
         ...

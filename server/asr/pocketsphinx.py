@@ -36,6 +36,7 @@ class PocketSphinxAsr:
     """
 
     name = "pocketsphinx"
+    stateless = False
 
     def __init__(self, hmm: str | None = None, lm: str | None = None, dict: str | None = None) -> None:  # noqa: A002 - PocketSphinx's own option name
         from pocketsphinx import Decoder  # imported here so listing engines stays cheap

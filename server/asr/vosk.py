@@ -61,6 +61,7 @@ class VoskAsr:
     """The ``vosk`` engine: one ``KaldiRecognizer`` per utterance, fed the new tail."""
 
     name = "vosk"
+    stateless = False
 
     def __init__(self, model_path: str | None = None) -> None:
         path = resolve_model_path(model_path)  # before importing vosk: fail fast and clearly

@@ -220,6 +220,7 @@ class WhisperAsr:
     """
 
     name = "whisper"
+    stateless = True
 
     def __init__(
         self,

@@ -484,22 +484,29 @@ class PrefilteredSileroGate:
     (its own instance, ~3 µs a frame against Silero's ~130 µs). Once the gate
     is out of speech and, for ``hangover_ms``, the frame VAD has called no
     frame speech and Silero no chunk ``quiet_p`` or more, it stops running the
-    model: every frame is "no speech" until the frame VAD calls one speech.
-    That frame resumes the model with the state it stopped with, after it
-    hears the last ``preroll_ms`` of audio (a ring of frames, cut on the chunk
-    grid of a model that never stopped); only the chunks of the frame itself
-    decide, with the plain gate's hysteresis.
+    model: every frame is "no speech" until the frame VAD calls one speech,
+    and the last ``backlog_ms`` of skipped frames are kept. That frame resumes
+    the model with the state it stopped with: if no skipped frame was dropped
+    it hears them all, then the frame (exactly the model that never stopped,
+    at once); else the kept ones are a pre-roll cut on the chunk grid of a
+    model that never stopped. :meth:`reset` drops what was skipped: the
+    saving. A burst at a resume runs at most ``backlog_ms`` of audio (1.2 s:
+    37 runs, ~5 ms).
 
-    Why it decides as the plain gate (measured, ``scripts/gate_skip_measure.py``):
-    after 1.8 s of non-speech Silero's output depends on the last few hundred
-    ms of audio only, so the resumed model's probabilities are within 0.03 of
-    the continuous model's on the speech fixtures, sounds and noise floors, and
-    no frame decision differs there; shorter hangovers let the model's memory
-    of a pause inside a sentence show (1.2 s: 12 frames in 38 000 differ, a
-    fresh state instead of the stopped one: hundreds).
+    Where it differs from the plain gate (measured, ``python -m
+    bench.gate_fidelity``; docs/bench.md, "The end-of-turn gate"):
 
-    ``model_runs`` counts ONNX runs (pre-roll included), ``skipped_frames`` the
-    frames decided without the model. 8 and 16 kHz input only.
+    * skipped frames are "no speech"; ``late_chunks`` counts the chunks the
+      model, catching up, found >= ``threshold`` there (WebRTC heard the onset
+      after Silero). None on the fixtures at 1.8 s of hangover; on white and
+      pink noise floors shorter hangovers miss onsets by a frame or two.
+    * after a pause longer than hangover + backlog (3 s) the model resumes as
+      after a shorter pause: Silero's state drifts through silence and never
+      settles, so a turn event can move by a few frames, less than the plain
+      gate's own events move when the pause is a second longer.
+
+    ``model_runs`` counts ONNX runs, ``skipped_frames`` the frames decided
+    without the model. 8 and 16 kHz input only.
     """
 
     name = "silero-skip"
@@ -512,24 +519,25 @@ class PrefilteredSileroGate:
         threshold: float = 0.5,
         release: float = 0.35,
         hangover_ms: int = 1800,
-        preroll_ms: int = 300,
+        backlog_ms: int = 1200,
         quiet_p: float = 0.1,
         frame_vad: FrameVad | None = None,
     ) -> None:
         if sample_rate not in (8000, 16000):
             raise VadError(f"gate 'silero-skip' runs at 8000 or 16000 Hz, got {sample_rate}; use gate 'silero' (it resamples)")
-        if hangover_ms < 0 or preroll_ms < 0:
-            raise VadError(f"hangover_ms and preroll_ms must be >= 0, got {hangover_ms} and {preroll_ms}")
+        if hangover_ms < 0 or backlog_ms < 0:
+            raise VadError(f"hangover_ms and backlog_ms must be >= 0, got {hangover_ms} and {backlog_ms}")
         self.sample_rate = sample_rate
         self.frame_len = frame_bytes(sample_rate, frame_ms)
         self.quiet_p = quiet_p
         self._gate = SileroGate(sample_rate, threshold, release)
         self._vad = frame_vad or get_frame_vad("webrtc", mode)
         self._hangover_frames = math.ceil(hangover_ms / frame_ms)
-        # At least two frames: the resumed model needs a whole chunk before this frame's chunks.
-        self._ring: deque[bytes] = deque(maxlen=max(1, math.ceil(preroll_ms / frame_ms)) + 1)
+        # At least one frame: a pre-roll of at least a chunk with the frame.
+        self._backlog: deque[bytes] = deque(maxlen=max(1, math.ceil(backlog_ms / frame_ms)))
         self.model_runs = 0
         self.skipped_frames = 0
+        self.late_chunks = 0
         self.reset()
 
     @property
@@ -546,18 +554,21 @@ class PrefilteredSileroGate:
             raise VadError(f"gate 'silero-skip' needs frames of {self.frame_len} bytes (PCM16), got {len(frame)}")
         # The frame VAD sees every frame: it adapts to the stream's noise.
         voiced = self._vad.is_speech(frame, self.sample_rate)
-        self._ring.append(frame)
         self._samples += len(frame) // 2
         if self._running:
             speaking = self._run(frame)
         elif voiced:
-            speaking = self._resume()
+            speaking = self._resume(frame)
         else:
+            self._backlog.append(frame)
+            self._skipped_since_stop += 1
             self.skipped_frames += 1
             return False
         quiet = not (voiced or speaking or self._gate.last_probability >= self.quiet_p)
         self._quiet_frames = self._quiet_frames + 1 if quiet else 0
-        self._running = self._quiet_frames < self._hangover_frames
+        if self._quiet_frames >= self._hangover_frames:
+            self._running = False
+            self._skipped_since_stop = 0
         return speaking
 
     def _run(self, frame: bytes) -> bool:
@@ -565,31 +576,37 @@ class PrefilteredSileroGate:
         self.model_runs += (stream.pending_len() + len(frame) // 2) // stream.chunk
         return self._gate.push(frame)
 
-    def _resume(self) -> bool:
-        """Feed the ring (pre-roll, then this frame) to the stopped model, on the continuous chunk grid."""
+    def _resume(self, frame: bytes) -> bool:
+        """Catch the stopped model up on the skipped frames it kept, then this frame.
+
+        All skipped frames kept: exactly the continuous model. Some dropped: the
+        kept ones are a pre-roll, cut on the continuous stream's chunk grid.
+        """
         stream = self._gate.stream
-        audio = pcm16_to_float(b"".join(self._ring))
-        first = self._samples - audio.size  # stream position of the ring's first sample
-        skip = (-first) % stream.chunk  # up to the continuous stream's next chunk boundary
-        context = audio[skip - stream.context_len : skip] if skip >= stream.context_len else None
-        stream.restart(context)
-        probs = stream.push(audio[skip:])
+        audio = pcm16_to_float(b"".join(self._backlog) + frame)
+        pending = stream.pending_len()
+        if self._skipped_since_stop > len(self._backlog):
+            first = self._samples - audio.size  # stream position of the pre-roll's first sample
+            skip = (-first) % stream.chunk  # up to the continuous stream's next chunk boundary
+            stream.restart(audio[skip - stream.context_len : skip] if skip >= stream.context_len else None)
+            audio, pending = audio[skip:], 0
+        probs = stream.push(audio)
         self.model_runs += len(probs)
-        # The pre-roll's chunks were answered "no speech" already: only the chunks
-        # ending in this frame decide, as in the gate that never stopped.
-        before_frame = audio.size - skip - len(self._ring[-1]) // 2
-        speaking = False
+        frame_start = pending + audio.size - len(frame) // 2  # in samples from the first chunk's start
+        speaking = self._gate._speaking
         for k, p in enumerate(probs):
-            self._gate.last_probability = p
-            if (k + 1) * stream.chunk > before_frame:
-                speaking = self._gate.decide(p)
+            speaking = self._gate.decide(p)
+            if speaking and (k + 1) * stream.chunk <= frame_start:
+                self.late_chunks += 1  # the skipped frames were answered "no speech"
+        self._backlog.clear()
         self._running = True
         return speaking
 
     def reset(self) -> None:
         self._gate.reset()
-        self._ring.clear()
+        self._backlog.clear()
         self._samples = 0
+        self._skipped_since_stop = 0
         self._running = True
         self._quiet_frames = 0
 

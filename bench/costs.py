@@ -140,6 +140,9 @@ def frame_costs(frames: list[bytes]) -> dict[str, Any]:
     out["neural_vad_stream"] = per_frame(lambda k, f: silero.push(f), frames)
     turn_gate = vad.get_speech_gate("auto", sample_rate=SR, frame_ms=FRAME_MS)
     out["turn_gate"] = per_frame(lambda k, f: turn_gate.push(f), frames) | {"gate": turn_gate.name}
+    if hasattr(turn_gate, "model_runs"):  # per_frame pushed its 50 warm-up frames, then all
+        chunks = (len(frames) + min(50, len(frames))) * FRAME_BYTES / 2 / 512
+        out["turn_gate"]["model_runs_pct"] = round(100.0 * turn_gate.model_runs / chunks, 1)
     out |= call_gate_costs()
 
     # The echo estimator as the session runs it while an answer plays (the speech itself as far end).

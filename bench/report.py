@@ -64,10 +64,12 @@ def costs_table(costs: dict[str, Any]) -> str:
     rows = []
     for name, d in costs.items():
         if "mean_us" in d:
-            rows.append([name, _f(d["p50_us"], 1), _f(d["mean_us"], 1), _f(d["p99_us"], 1), _f(d["share_of_frame_pct"], 3)])
+            rows.append([name, _f(d["p50_us"], 1), _f(d["mean_us"], 1), _f(d["p99_us"], 1), _f(d["share_of_frame_pct"], 3),
+                         _f(d.get("cpu_mean_us"), 1), _f(d.get("model_runs_pct"), 1)])
         elif "mean_ms" in d:
-            rows.append([name + " (per candidate)", "-", _f(d["mean_ms"] * 1000, 0), "-", _f(d["share_of_frame_pct"], 1)])
-    return tabulate(rows, headers=["per 30 ms frame", "p50 µs", "mean µs", "p99 µs", "mean % of frame"], tablefmt="github")
+            rows.append([name + " (per candidate)", "-", _f(d["mean_ms"] * 1000, 0), "-", _f(d["share_of_frame_pct"], 1), "-", "-"])
+    return tabulate(rows, headers=["per 30 ms frame", "p50 µs", "mean µs", "p99 µs", "mean % of frame", "CPU mean µs", "Silero runs %"],
+                    tablefmt="github")
 
 
 def engines_table(asr: dict[str, Any] | None, tts: dict[str, Any] | None) -> str:

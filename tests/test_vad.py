@@ -221,7 +221,7 @@ def test_real_silero_confirms_speech_over_noise(silero: vad.SpeechConfirmer) -> 
 # --------------------------------------------------------------- speech gates
 
 
-@pytest.mark.parametrize("gate_name", ["silero", "webrtc+energy"])
+@pytest.mark.parametrize("gate_name", ["silero", "silero-skip", "webrtc+energy"])
 @pytest.mark.parametrize("noise_name", ["white_-45dBFS", "pink_-45dBFS"])
 def test_speech_gate_quiet_on_noise_after_speech(gate_name: str, noise_name: str) -> None:
     speech, meta = load("speech/question_currency_heart.wav")
@@ -236,7 +236,9 @@ def test_speech_gate_quiet_on_noise_after_speech(gate_name: str, noise_name: str
 
 
 def test_speech_gate_registry() -> None:
-    assert vad.get_speech_gate("auto").name == "silero"
+    assert vad.get_speech_gate("auto").name == "silero-skip"
+    assert vad.get_speech_gate("auto", sample_rate=48000).name == "silero"  # resamples; silero-skip does not
+    assert {"silero", "silero-skip", "webrtc+energy", "webrtc"} <= set(vad.speech_gate_names())
     with pytest.raises(vad.VadError, match="unknown speech gate"):
         vad.get_speech_gate("energy")
     with pytest.raises(vad.VadError, match="frame_ms"):

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import sys
 import time
+from contextlib import nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from simulator.scenario import ANCHORS, DEFAULT_CONFIG, Scenario, ScenarioError, load_scenario, load_suite, scenario_from_dict
+from simulator.timings import Timings
 
 if TYPE_CHECKING:
     from simulator.run import RunResult
@@ -172,17 +175,24 @@ def run_one(sc: Scenario, args: argparse.Namespace) -> RunResult:
     return result
 
 
-def write_outputs(result: RunResult, out: Path, png: bool) -> list[Path]:
-    """Write ``out/<name>.json`` (and ``.png`` when ``png``); returns the paths written."""
-    from simulator.report import write_json, write_png
+def write_outputs(result: RunResult, out: Path, png: bool, timings: Timings | None = None) -> list[Path]:
+    """Write ``out/<name>.json`` (and ``.png`` when ``png``); returns the paths written.
+    ``timings``: add the time taken to its ``json`` and ``png`` phases."""
+    from simulator.report import write_json
 
-    paths = [write_json(result, out / f"{result.scenario.name}.json")]
+    span = timings.span if timings is not None else (lambda _phase: nullcontext())
+    with span("json"):
+        paths = [write_json(result, out / f"{result.scenario.name}.json")]
     if png:
-        paths.append(write_png(result, out / f"{result.scenario.name}.png"))
+        from simulator.timeline import write_png
+
+        with span("png"):
+            paths.append(write_png(result, out / f"{result.scenario.name}.png"))
     return paths
 
 
 def main(argv: list[str] | None = None) -> int:
+    timings = Timings()
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:1] == ["sweep"]:
         from simulator.sweep_cli import sweep_main
@@ -201,11 +211,13 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     from server.config import ConfigError
     from simulator.audio import ClipError
-    from simulator.live import LiveError
-    from simulator.report import Progress, format_table, speed_line, summary_table
 
-    # LiveError: the server refused a step (bad URL, key or config); its message names the step.
-    bad_input = (ScenarioError, ClipError, ConfigError, LiveError, FileNotFoundError)
+    bad_input: tuple[type[Exception], ...] = (ScenarioError, ClipError, ConfigError, FileNotFoundError)
+    if args.server:
+        from simulator.live import LiveError
+
+        # LiveError: the server refused a step (bad URL, key or config); its message names the step.
+        bad_input += (LiveError,)
     try:
         if args.wav is not None:
             scenarios = [(args.wav, _overrides(args, wav_scenario(args)))]
@@ -220,28 +232,47 @@ def main(argv: list[str] | None = None) -> int:
     if args.repeat is not None:
         return repeat_main(args, [sc for _, sc in scenarios], argv)
 
-    load_s = 0.0
+    configs = sorted({str(sc.config_path) for _, sc in scenarios})
+    loaded = None
     if not args.server:
+        from simulator.fast import start_loading
+
+        loaded = start_loading(Path(p) for p in configs)
+    # While the models load on their threads: what the rest of the command needs.
+    from simulator.report import Progress, format_table, speed_line, summary_table
+
+    if not args.no_png:
+        import simulator.timeline  # noqa: F401 - matplotlib, ~0.3 s of imports
+
+    load_s = 0.0
+    if loaded is not None:
         # Model loading happens once per process: keep it out of the speed figures.
         from simulator.fast import warm_up
 
-        try:
-            for path in sorted({str(sc.config_path) for _, sc in scenarios}):
-                load_s += warm_up(Path(path))
-        except bad_input as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return 2
+        with timings.span("engines"):
+            loaded()
+            try:
+                for path in configs:
+                    warm_up(Path(path))
+            except bad_input as exc:
+                print(f"error: {exc}", file=sys.stderr)
+                return 2
+        load_s = timings.phases["engines"]
+        # What is alive now lives to the end: keep the cyclic GC from walking it again and again.
+        gc.freeze()
 
     if args.suite is None:
         _, sc = scenarios[0]
         try:
-            result = run_one(sc, args)
+            with timings.span("runs"):
+                result = run_one(sc, args)
         except bad_input as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2
         print(format_table(result))
-        for path in write_outputs(result, args.out, not args.no_png):
+        for path in write_outputs(result, args.out, not args.no_png, timings):
             print(f"wrote {path}")
+        print(timings.line())
         return 0 if result.passed else 1
 
     rows = []
@@ -249,8 +280,9 @@ def main(argv: list[str] | None = None) -> int:
     for f, sc in scenarios:
         progress.update(sc.name)
         try:
-            result = run_one(sc, args)
-            write_outputs(result, args.out, not args.no_png)
+            with timings.span("runs"):
+                result = run_one(sc, args)
+            write_outputs(result, args.out, not args.no_png, timings)
             rows.append((sc.name, result, ""))
         except bad_input as exc:
             rows.append((sc.name, None, str(exc).splitlines()[0]))
@@ -260,7 +292,9 @@ def main(argv: list[str] | None = None) -> int:
     failed = [name for name, res, _ in rows if res is None or not res.passed]
     from simulator.html_report import suite_html
 
-    html = suite_html(rows, args.out, png=not args.no_png, command="python -m simulator " + " ".join(argv))
+    with timings.span("html"):
+        html = suite_html(rows, args.out, png=not args.no_png, command="python -m simulator " + " ".join(argv))
+    print(timings.line())
     print(f"\n{len(rows) - len(failed)}/{len(rows)} scenarios passed; reports in {args.out}/ ({html.name})")
     return 1 if failed else 0
 

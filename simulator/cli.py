@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import os
 import sys
 import time
 from contextlib import nullcontext
@@ -15,6 +16,7 @@ from simulator.timings import Timings
 
 if TYPE_CHECKING:
     from simulator.run import RunResult
+    from simulator.timeline import Renderer
 
 EPILOG = """\
 examples:
@@ -92,7 +94,8 @@ def add_take_options(p: argparse.ArgumentParser) -> None:
     r.add_argument("--seed", type=int, help="base seed of the takes (default 0: the same takes every time)")
     r.add_argument("--no-vary", action="store_true", help="takes as written: no variation, no jitter")
     r.add_argument("--jitter-ms", type=float, help="network jitter per message, both ways (default 20 when varied)")
-    r.add_argument("--jobs", type=int, help="local worker processes (default: all cores; 1: in this process)")
+    r.add_argument("--jobs", type=int, help="local worker processes (default: all cores; 1: in this process); "
+                   "without --repeat: 1 draws a suite's PNGs in this process instead of beside the runs")
     r.add_argument("--scheduler", metavar="ADDRESS", help="run the takes on a Dask cluster, e.g. tcp://10.0.0.5:8786")
     r.add_argument("--no-progress", action="store_true", help="no progress bar")
 
@@ -175,9 +178,13 @@ def run_one(sc: Scenario, args: argparse.Namespace) -> RunResult:
     return result
 
 
-def write_outputs(result: RunResult, out: Path, png: bool, timings: Timings | None = None) -> list[Path]:
+def write_outputs(result: RunResult, out: Path, png: bool, timings: Timings | None = None,
+                  renderer: Renderer | None = None) -> list[Path]:
     """Write ``out/<name>.json`` (and ``.png`` when ``png``); returns the paths written.
-    ``timings``: add the time taken to its ``json`` and ``png`` phases."""
+
+    ``timings``: add the time taken to its ``json`` and ``png`` phases.
+    ``renderer``: draw the PNG there (written once the renderer is closed).
+    """
     from simulator.report import write_json
 
     span = timings.span if timings is not None else (lambda _phase: nullcontext())
@@ -187,7 +194,8 @@ def write_outputs(result: RunResult, out: Path, png: bool, timings: Timings | No
         from simulator.timeline import write_png
 
         with span("png"):
-            paths.append(write_png(result, out / f"{result.scenario.name}.png"))
+            path = out / f"{result.scenario.name}.png"
+            paths.append(renderer.submit(result, path) if renderer is not None else write_png(result, path))
     return paths
 
 
@@ -232,6 +240,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.repeat is not None:
         return repeat_main(args, [sc for _, sc in scenarios], argv)
 
+    renderer = None
+    if args.suite is not None and not args.no_png and len(scenarios) > 1 and (args.jobs or os.cpu_count() or 1) > 1:
+        from simulator.timeline import Renderer
+
+        renderer = Renderer()  # its process starts now and imports matplotlib while the engines load
     configs = sorted({str(sc.config_path) for _, sc in scenarios})
     loaded = None
     if not args.server:
@@ -241,8 +254,10 @@ def main(argv: list[str] | None = None) -> int:
     # While the models load on their threads: what the rest of the command needs.
     from simulator.report import Progress, format_table, speed_line, summary_table
 
-    if not args.no_png:
-        import simulator.timeline  # noqa: F401 - matplotlib, ~0.3 s of imports
+    if not args.no_png and renderer is None:
+        from simulator.timeline import import_matplotlib
+
+        import_matplotlib()
 
     load_s = 0.0
     if loaded is not None:
@@ -256,6 +271,8 @@ def main(argv: list[str] | None = None) -> int:
                     warm_up(Path(path))
             except bad_input as exc:
                 print(f"error: {exc}", file=sys.stderr)
+                if renderer is not None:
+                    renderer.close()
                 return 2
         load_s = timings.phases["engines"]
         # What is alive now lives to the end: keep the cyclic GC from walking it again and again.
@@ -282,11 +299,14 @@ def main(argv: list[str] | None = None) -> int:
         try:
             with timings.span("runs"):
                 result = run_one(sc, args)
-            write_outputs(result, args.out, not args.no_png, timings)
+            write_outputs(result, args.out, not args.no_png, timings, renderer)
             rows.append((sc.name, result, ""))
         except bad_input as exc:
             rows.append((sc.name, None, str(exc).splitlines()[0]))
         progress.step(sc.name)
+    if renderer is not None:
+        with timings.span("png"):
+            renderer.close()  # the HTML inlines the pictures
     print(summary_table(rows))
     print(speed_line(rows, load_s))
     failed = [name for name, res, _ in rows if res is None or not res.passed]

@@ -54,3 +54,24 @@ def test_report_renders_missing_figures_as_dashes():
     text = full_report({"machine": "m", "command": "c", "scale": {"levels": [level], "realtime_lost_at_n": 1}})
     assert "-/-/-" in text and "first lost at N = 1" in text
     assert spread([None, 1.0, 3.0]) == {"p50": 1.0, "p95": 3.0, "p99": 3.0, "n": 2}
+
+
+def test_the_simulator_bench_reads_the_phases_the_simulator_prints():
+    from bench.report import simulator_table
+    from bench.simspeed import waited_phases
+    from simulator.timings import Timings
+
+    t = Timings(origin=0.0)
+    with t.span("engines"):
+        pass
+    with t.span("png"):
+        pass
+    printed = "scenario x ...\nwrote out/x.png\n" + t.line() + "\n"
+    phases = waited_phases(printed)
+    assert set(phases) == {"start-up", "engines", "png", "other", "total"}
+    assert phases["start-up"] == pytest.approx(t.as_dict()["start-up"], abs=0.01)
+    assert waited_phases("no such line") == {}
+    row = {"command": "python -m simulator --wav w.wav", "simulated_s": 65.2, "wall_s": 3.0, "cpu_s": 4.1,
+           "x_real_time_as_waited": 21.7, "x_real_time_runs_only": 46.6, "phases_s": phases}
+    table = simulator_table({"headline": row})
+    assert "engines s" in table and "python -m simulator --wav w.wav" in table

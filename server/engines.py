@@ -60,7 +60,7 @@ class EngineSet:
     def tts_for(self, voice: Voice) -> TtsEngine:
         return CachedTts(tts.get_tts_engine(voice.engine))
 
-    def warm_up(self, *, asr: bool = True) -> None:
+    def warm_up(self, *, light_asr: bool = False) -> None:
         """Run every engine once on a short real input.
 
         Loading a model is not all of its one-time cost: the first inference
@@ -69,11 +69,12 @@ class EngineSet:
         synthesis bypasses the sentence cache, so no session ever gets a
         warm-up result.
 
-        ``asr=False`` leaves the recogniser cold: its warm-up is a whole
-        Whisper decode (0.3-0.8 s of CPU on the 2-core machine) to save the
-        first real decode ~30 ms, a bad trade where nobody waits on a first
-        caller (the simulator, docs/simulator.md "Speed"). The synthesis is
-        still done: eSpeak carries state from one utterance to the next
+        ``light_asr``: warm the recogniser with its ``prime`` (Whisper: one
+        short pass, ~0.2 s of CPU on the 2-core machine) instead of a whole
+        final decode (four passes, two on the 20 s window: ~1.3 s); the first
+        real decodes then cost about what they cost after the whole one
+        (docs/simulator.md, "Wall time as a user waits"). The synthesis is
+        always done: eSpeak carries state from one utterance to the next
         (docs/tts.md), so it keeps every later synthesis what it was.
         """
         rate = 16000
@@ -84,7 +85,10 @@ class EngineSet:
         # The recogniser skips silence undecoded: give it speech, or noise at -26 dBFS
         # when no agent speaks.
         speech = spoken[-1] if spoken else np.random.default_rng(0).normal(0, 1600, rate).astype("<i2").tobytes()
-        if asr:
+        prime = getattr(self.asr, "prime", None) if light_asr else None
+        if prime is not None:
+            prime(speech, rate)
+        else:
             self.asr.transcribe("warm-up", speech, rate, final=True)
             self.asr.forget("warm-up")
         vad.get_speech_gate(self.turn_gate_name, sample_rate=rate, frame_ms=30).push(speech[: rate * 2 * 30 // 1000])

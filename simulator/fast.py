@@ -76,14 +76,14 @@ def warm_up(config_path: Path) -> float:
     """Load and first-run the engines ``config_path`` selects (cached per process); returns seconds taken.
 
     Lets a caller time runs without the one-time model loading and first
-    inferences in them (:meth:`server.engines.EngineSet.warm_up`), all but the
-    recogniser's: a warm-up decode costs far more than the ~30 ms it saves the
-    first run's first decode (``asr=False``).
+    inferences in them (:meth:`server.engines.EngineSet.warm_up`), with the
+    recogniser's light warm-up (``light_asr``: one short Whisper pass instead of
+    a whole final decode).
     """
     import time
 
     t0 = time.perf_counter()
-    build_engines(load_project_config_file(Path(config_path)).config).warm_up(asr=False)
+    build_engines(load_project_config_file(Path(config_path)).config).warm_up(light_asr=True)
     return time.perf_counter() - t0
 
 

@@ -262,10 +262,11 @@ def main(argv: list[str] | None = None) -> int:
     configs = sorted({str(sc.config_path) for _, sc in scenarios})
     wait_for_engines = None
     if not args.server:
-        from simulator.fast import start_loading
+        from simulator.engines import start_loading
 
         wait_for_engines = start_loading(Path(p) for p in configs)
-    # While the models load on their threads: what the rest of the command needs.
+        # While the models load on their threads: what the rest of the command needs.
+        import simulator.fast  # noqa: F401 - the driver and the session code
     from simulator.report import Progress, format_table, speed_line, summary_table
 
     if not args.no_png and renderer is None:
@@ -276,7 +277,7 @@ def main(argv: list[str] | None = None) -> int:
     load_s = 0.0
     if wait_for_engines is not None:
         # Model loading happens once per process: keep it out of the speed figures.
-        from simulator.fast import warm_up
+        from simulator.engines import warm_up
 
         with timings.span("engines"):
             wait_for_engines()

@@ -16,13 +16,11 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import numpy as np
 
 from server.config import LoadedConfig, load_project_config_file
-from server.engines import build_engines, preload_engines
 from server.virtual import open_virtual_session
 from simulator.run import RunResult, client_for, vad_params, warning_texts
 from simulator.scenario import Scenario
@@ -54,37 +52,6 @@ class Network:
     def downlink(self, t: float) -> float:
         """When a server event sent at ``t`` (s) reaches the client."""
         return self._deliver("down", t)
-
-
-def start_loading(config_paths: Iterable[Path]) -> Callable[[], None]:
-    """Start loading the engines of these configs on threads; returns a function that waits for them.
-
-    :func:`server.engines.preload_engines`: the caller's thread goes on (imports,
-    rendering) while the models load. A config that does not load is skipped
-    here; :func:`warm_up` reports it.
-    """
-    configs = []
-    for path in config_paths:
-        try:
-            configs.append(load_project_config_file(Path(path)).config)
-        except Exception:  # noqa: BLE001 - warm_up raises it with its message
-            pass
-    return preload_engines(configs)
-
-
-def warm_up(config_path: Path) -> float:
-    """Load and first-run the engines ``config_path`` selects (cached per process); returns seconds taken.
-
-    Lets a caller time runs without the one-time model loading and first
-    inferences in them (:meth:`server.engines.EngineSet.warm_up`), with the
-    recogniser's light warm-up (``light_asr``: one short Whisper pass instead of
-    a whole final decode).
-    """
-    import time
-
-    t0 = time.perf_counter()
-    build_engines(load_project_config_file(Path(config_path)).config).warm_up(light_asr=True)
-    return time.perf_counter() - t0
 
 
 def run_fast(

@@ -109,7 +109,7 @@ from pathlib import Path
 import server
 from server.config import load_project_config_file
 from server.engines import build_engines
-from simulator.fast import warm_up
+from simulator.engines import warm_up
 config = Path(__import__("sys").argv[1])
 engines = build_engines(load_project_config_file(config).config)
 counts = [dict(engines.asr.decode_counts)]

@@ -350,7 +350,10 @@ class WhisperAsr:
             if self._primed:
                 return
             self._primed = True
-        self.decode(pcm16_to_float(pcm, sample_rate), beam_size=self.final_beam_size, window_s=1.0)
+        # The int8 encoder only reaches its fast GEMMs after one pass of >= 1600 frames
+        # (docs/asr.md): with it, prime on the full window; the float32 copy needs no such pass.
+        window_s = 1.0 if self.encoder_compute_type is not None else self.window_s
+        self.decode(pcm16_to_float(pcm, sample_rate), beam_size=self.final_beam_size, window_s=window_s)
 
     def decode(self, audio: Any, *, beam_size: int, window_s: float | None = None) -> list[SegmentScore]:
         """Run Whisper on 16 kHz float audio and return every segment with its scores.

@@ -85,11 +85,18 @@ def engines_table(asr: dict[str, Any] | None, tts: dict[str, Any] | None) -> str
 
 
 def simulator_table(sim: dict[str, Any]) -> str:
-    rows = [
-        [d["command"], d["simulated_s"], d["wall_s"], f"x{d['x_real_time_as_waited']}", f"x{d['x_real_time_runs_only']}", d["startup_and_rendering_s"]]
-        for d in sim.values()
-    ]
-    return tabulate(rows, headers=["command", "simulated s", "wall s", "as waited", "runs only", "start-up + PNG s"], tablefmt="github")
+    """One row per command: the run with the median wall time of its repeats, and its phases."""
+    rows = []
+    for d in sim.values():
+        ph = d.get("phases_s", {})
+        rows.append([
+            d["command"], d["simulated_s"], d["wall_s"], f"x{d['x_real_time_as_waited']}", f"x{d['x_real_time_runs_only']}",
+            ph.get("start-up", "-"), ph.get("engines", "-"), ph.get("runs", "-"),
+            round(ph.get("png", 0.0) + ph.get("html", 0.0) + ph.get("json", 0.0), 2) if ph else "-",
+            d.get("cpu_s", "-"),
+        ])
+    return tabulate(rows, headers=["command", "simulated s", "wall s", "as waited", "runs only", "start-up s",
+                                   "engines s", "runs s", "outputs s", "CPU s"], tablefmt="github")
 
 
 def full_report(results: dict[str, Any]) -> str:

@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import argparse
+import gc
+import os
 import sys
 import time
+from contextlib import nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from simulator.scenario import ANCHORS, DEFAULT_CONFIG, Scenario, ScenarioError, load_scenario, load_suite, scenario_from_dict
+from simulator.timings import Timings
 
 if TYPE_CHECKING:
     from simulator.run import RunResult
+    from simulator.timeline import Renderer
 
 EPILOG = """\
 examples:
@@ -96,7 +101,8 @@ def add_take_options(p: argparse.ArgumentParser) -> None:
     r.add_argument("--seed", type=int, help="base seed of the takes (default 0: the same takes every time)")
     r.add_argument("--no-vary", action="store_true", help="takes as written: no variation, no jitter")
     r.add_argument("--jitter-ms", type=float, help="network jitter per message, both ways (default 20 when varied)")
-    r.add_argument("--jobs", type=int, help="local worker processes (default: all cores; 1: in this process)")
+    r.add_argument("--jobs", type=int, help="local worker processes (default: all cores; 1: in this process); "
+                   "without --repeat: 1 draws a suite's PNGs in this process instead of beside the runs")
     r.add_argument("--scheduler", metavar="ADDRESS", help="run the takes on a Dask cluster, e.g. tcp://10.0.0.5:8786")
     r.add_argument("--no-progress", action="store_true", help="no progress bar")
 
@@ -179,26 +185,51 @@ def run_one(sc: Scenario, args: argparse.Namespace) -> RunResult:
     return result
 
 
-def write_outputs(result: RunResult, out: Path, png: bool) -> list[Path]:
-    """Write ``out/<name>.json`` (and ``.png`` when ``png``); returns the paths written."""
-    from simulator.report import write_json, write_png
+def write_outputs(result: RunResult, out: Path, png: bool, timings: Timings | None = None,
+                  renderer: Renderer | None = None) -> list[Path]:
+    """Write ``out/<name>.json`` (and ``.png`` when ``png``); returns the paths written.
 
-    paths = [write_json(result, out / f"{result.scenario.name}.json")]
+    ``timings``: add the time taken to its ``json`` and ``png`` phases.
+    ``renderer``: draw the PNG there (written once the renderer is closed).
+    """
+    from simulator.report import write_json
+
+    span = timings.span if timings is not None else (lambda _phase: nullcontext())
+    with span("json"):
+        paths = [write_json(result, out / f"{result.scenario.name}.json")]
     if png:
-        paths.append(write_png(result, out / f"{result.scenario.name}.png"))
+        from simulator.timeline import write_png
+
+        with span("png"):
+            path = out / f"{result.scenario.name}.png"
+            paths.append(renderer.submit(result, path) if renderer is not None else write_png(result, path))
     return paths
 
 
+def _collector_on(as_program: bool) -> None:
+    """Freeze what is alive and turn the cyclic GC back on (``python -m simulator`` starts with it
+    off, :mod:`simulator.__main__`): modules and engines live to the end, and a full collection
+    walking them cost ~0.15 s of a headline run. Only for the program: a caller's GC is its own."""
+    if as_program:
+        gc.freeze()
+        gc.enable()
+
+
 def main(argv: list[str] | None = None) -> int:
+    """The command line; ``argv`` None: this process's own (timed from the process's start)."""
+    as_program = argv is None
+    timings = Timings() if as_program else Timings(origin=time.perf_counter())
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:1] == ["sweep"]:
         from simulator.sweep_cli import sweep_main
 
+        _collector_on(as_program)
         return sweep_main(argv[1:])
     args = build_parser().parse_args(argv)
     if args.replay is not None:
         from simulator import replay
 
+        _collector_on(as_program)
         return replay.main(args.replay)
     problem = check_take_options(args)
     if problem is None and args.assertions is not None and args.repeat is None:
@@ -208,11 +239,13 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     from server.config import ConfigError
     from simulator.audio import ClipError
-    from simulator.live import LiveError
-    from simulator.report import Progress, format_table, speed_line, summary_table
 
-    # LiveError: the server refused a step (bad URL, key or config); its message names the step.
-    bad_input = (ScenarioError, ClipError, ConfigError, LiveError, FileNotFoundError)
+    bad_input: tuple[type[Exception], ...] = (ScenarioError, ClipError, ConfigError, FileNotFoundError)
+    if args.server:
+        from simulator.live import LiveError
+
+        # LiveError: the server refused a step (bad URL, key or config); its message names the step.
+        bad_input += (LiveError,)
     try:
         if args.wav is not None:
             scenarios = [(args.wav, _overrides(args, wav_scenario(args)))]
@@ -225,30 +258,59 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
     if args.repeat is not None:
+        _collector_on(as_program)
         return repeat_main(args, [sc for _, sc in scenarios], argv)
 
-    load_s = 0.0
-    if not args.server:
-        # Model loading happens once per process: keep it out of the speed figures.
-        from simulator.fast import warm_up
+    renderer = None
+    if args.suite is not None and not args.no_png and len(scenarios) > 1 and (args.jobs or os.cpu_count() or 1) > 1:
+        from simulator.timeline import Renderer
 
-        try:
-            for path in sorted({str(sc.config_path) for _, sc in scenarios}):
-                load_s += warm_up(Path(path))
-        except bad_input as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return 2
+        renderer = Renderer()  # its process starts now and imports matplotlib while the engines load
+    configs = sorted({str(sc.config_path) for _, sc in scenarios})
+    wait_for_engines = None
+    if not args.server:
+        from simulator.engines import start_loading
+
+        wait_for_engines = start_loading(Path(p) for p in configs)
+        # While the models load on their threads: what the rest of the command needs.
+        import simulator.fast  # noqa: F401 - the driver and the session code
+    from simulator.report import Progress, format_table, speed_line, summary_table
+
+    if not args.no_png and renderer is None:
+        from simulator.timeline import import_matplotlib
+
+        import_matplotlib()
+
+    load_s = 0.0
+    if wait_for_engines is not None:
+        # Model loading happens once per process: keep it out of the speed figures.
+        from simulator.engines import warm_up
+
+        with timings.span("engines"):
+            wait_for_engines()
+            try:
+                for path in configs:
+                    warm_up(Path(path))
+            except bad_input as exc:
+                print(f"error: {exc}", file=sys.stderr)
+                if renderer is not None:
+                    renderer.close()
+                return 2
+        load_s = timings.phases["engines"]
+    _collector_on(as_program)
 
     if args.suite is None:
         _, sc = scenarios[0]
         try:
-            result = run_one(sc, args)
+            with timings.span("runs"):
+                result = run_one(sc, args)
         except bad_input as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2
         print(format_table(result))
-        for path in write_outputs(result, args.out, not args.no_png):
+        for path in write_outputs(result, args.out, not args.no_png, timings):
             print(f"wrote {path}")
+        print(timings.line())
         return 0 if result.passed else 1
 
     rows = []
@@ -256,18 +318,24 @@ def main(argv: list[str] | None = None) -> int:
     for f, sc in scenarios:
         progress.update(sc.name)
         try:
-            result = run_one(sc, args)
-            write_outputs(result, args.out, not args.no_png)
+            with timings.span("runs"):
+                result = run_one(sc, args)
+            write_outputs(result, args.out, not args.no_png, timings, renderer)
             rows.append((sc.name, result, ""))
         except bad_input as exc:
             rows.append((sc.name, None, str(exc).splitlines()[0]))
         progress.step(sc.name)
+    if renderer is not None:
+        with timings.span("png"):
+            renderer.close()  # the HTML inlines the pictures
     print(summary_table(rows))
     print(speed_line(rows, load_s))
     failed = [name for name, res, _ in rows if res is None or not res.passed]
     from simulator.html_report import suite_html
 
-    html = suite_html(rows, args.out, png=not args.no_png, command="python -m simulator " + " ".join(argv))
+    with timings.span("html"):
+        html = suite_html(rows, args.out, png=not args.no_png, command="python -m simulator " + " ".join(argv))
+    print(timings.line())
     print(f"\n{len(rows) - len(failed)}/{len(rows)} scenarios passed; reports in {args.out}/ ({html.name})")
     return 1 if failed else 0
 

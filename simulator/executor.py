@@ -44,7 +44,8 @@ def warm_worker(config_paths: Sequence[str], prime: Sequence[Scenario] = ()) -> 
     one fixed order in every worker, so every worker plays the same audio and a
     take's figures do not depend on where or after what it ran.
     """
-    from simulator.fast import run_fast, warm_up
+    from simulator.engines import warm_up
+    from simulator.fast import run_fast
 
     for path in config_paths:
         try:

@@ -21,7 +21,6 @@ from pathlib import Path
 import numpy as np
 
 from server.config import LoadedConfig, load_project_config_file
-from server.engines import build_engines
 from server.virtual import open_virtual_session
 from simulator.run import RunResult, client_for, vad_params, warning_texts
 from simulator.scenario import Scenario
@@ -53,19 +52,6 @@ class Network:
     def downlink(self, t: float) -> float:
         """When a server event sent at ``t`` (s) reaches the client."""
         return self._deliver("down", t)
-
-
-def warm_up(config_path: Path) -> float:
-    """Load and first-run the engines ``config_path`` selects (cached per process); returns seconds taken.
-
-    Lets a caller time runs without the one-time model loading and first
-    inferences in them (:meth:`server.engines.EngineSet.warm_up`).
-    """
-    import time
-
-    t0 = time.perf_counter()
-    build_engines(load_project_config_file(Path(config_path)).config).warm_up()
-    return time.perf_counter() - t0
 
 
 def run_fast(

@@ -112,7 +112,7 @@ def run_take(task: Task) -> dict[str, Any]:
             loaded = apply_setting(sc.config_path, task.setting)
             result = run_fast(sc, sc.config_path, loaded=loaded)
             if task.png:
-                from simulator.report import write_png
+                from simulator.timeline import write_png
 
                 write_png(result, Path(task.png))
         except (SettingError, ConfigError, ClipError, FileNotFoundError, ValueError) as exc:

@@ -80,6 +80,8 @@ def test_a_caller_hangs_up_two_seconds_into_the_answer_to_its_interruption(monke
     chunk_s = hung_up.client.chunk / hung_up.client.sr
     assert second_play + HANG_UP_AFTER_S <= hung_up.end_s < second_play + HANG_UP_AFTER_S + chunk_s + 1e-9
     assert heard_out.end_s > hung_up.end_s + 5.0  # the plain client hears the second answer out
+
+
 def test_frame_costs_measure_every_stage_on_a_few_frames():
     # The part once failed on an import of a class that had gone (EchoGate): run it,
     # on 3 s of frames, and check each stage gave figures (their values are not asserted).
@@ -90,3 +92,24 @@ def test_frame_costs_measure_every_stage_on_a_few_frames():
               "journal_audio_message", "detector", "session_listening"}
     assert stages <= set(out)
     assert all(out[name]["mean_us"] > 0 for name in stages)
+
+
+def test_the_simulator_bench_reads_the_phases_the_simulator_prints():
+    from bench.report import simulator_table
+    from bench.simspeed import waited_phases
+    from simulator.timings import Timings
+
+    t = Timings(origin=0.0)
+    with t.span("engines"):
+        pass
+    with t.span("png"):
+        pass
+    printed = "scenario x ...\nwrote out/x.png\n" + t.line() + "\n"
+    phases = waited_phases(printed)
+    assert set(phases) == {"start-up", "engines", "png", "other", "total"}
+    assert phases["start-up"] == pytest.approx(t.as_dict()["start-up"], abs=0.01)
+    assert waited_phases("no such line") == {}
+    row = {"command": "python -m simulator --wav w.wav", "simulated_s": 65.2, "wall_s": 3.0, "cpu_s": 4.1,
+           "x_real_time_as_waited": 21.7, "x_real_time_runs_only": 46.6, "phases_s": phases}
+    table = simulator_table({"headline": row})
+    assert "engines s" in table and "python -m simulator --wav w.wav" in table

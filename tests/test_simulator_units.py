@@ -434,7 +434,7 @@ def test_client_drops_an_undecodable_audio_delta_and_says_why() -> None:
 def test_client_side_armed_estimate_ends_with_each_response() -> None:
     # A live run (no server trace): each response is armed only around its own playback,
     # not until the last response's grace period.
-    from simulator.report import local_vad_trace
+    from simulator.timeline import local_vad_trace
     from simulator.run import RunResult
 
     c = _client()

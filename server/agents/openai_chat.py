@@ -11,8 +11,6 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-import httpx
-
 from server.agents.brain import AgentOutput, AgentRequest
 
 
@@ -38,6 +36,8 @@ class OpenAIChatBrain:
     def _chat(self, system: str, user: str) -> str:
         headers = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
         body = {"model": self.model, "messages": [{"role": "system", "content": system}, {"role": "user", "content": user}]}
+        import httpx  # here, not at the top: every session imports this module, few use it (~40 ms)
+
         resp = httpx.post(f"{self.base_url}/chat/completions", json=body, headers=headers, timeout=self.timeout_s)
         resp.raise_for_status()
         return str(resp.json()["choices"][0]["message"]["content"]).strip()

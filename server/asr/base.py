@@ -13,6 +13,10 @@ class AsrEngine(Protocol):
     An engine that re-decodes (Whisper) uses all of ``pcm``; a truly streaming
     engine (PocketSphinx) keeps per-``utterance_id`` state and feeds only the new
     tail. Calls for one utterance come in order, from a worker thread.
+
+    Optional: ``prime(pcm, sample_rate)``, a cheaper one-time warm-up than a
+    whole final decode (``EngineSet.warm_up(light_asr=True)`` uses it where an
+    engine has it; Whisper does).
     """
 
     name: str

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import threading
 import weakref
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -181,12 +183,18 @@ class TimedJob:
         return first
 
     def __call__(self) -> Any:
+        with self.running():
+            return self.fn(self.job)
+
+    @contextmanager
+    def running(self) -> Iterator[None]:
+        """The job runs inside (where ``fn`` is not called here: a worker process runs it)."""
         start = self.clock()
         self._take()
         JOBS_RUNNING.inc()
         JOB_WAIT.labels(self.kind).observe(start - self.submitted)
         try:
-            return self.fn(self.job)
+            yield
         finally:
             JOBS_RUNNING.dec()
             JOB_RUN.labels(self.kind).observe(self.clock() - start)

@@ -13,6 +13,11 @@ class AsrEngine(Protocol):
     An engine that re-decodes (Whisper) uses all of ``pcm``; a truly streaming
     engine (PocketSphinx) keeps per-``utterance_id`` state and feeds only the new
     tail. Calls for one utterance come in order, from a worker thread.
+
+    An engine whose result depends on ``pcm`` alone (no state between calls)
+    may say so with a class attribute ``stateless = True``: the server may then
+    run its calls in worker processes, each with its own copy
+    (:mod:`server.asr_processes`).
     """
 
     name: str

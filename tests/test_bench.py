@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import psutil
 import pytest
 
 from bench import promstats
@@ -80,3 +81,24 @@ def test_a_caller_hangs_up_two_seconds_into_the_answer_to_its_interruption(monke
     chunk_s = hung_up.client.chunk / hung_up.client.sr
     assert second_play + HANG_UP_AFTER_S <= hung_up.end_s < second_play + HANG_UP_AFTER_S + chunk_s + 1e-9
     assert heard_out.end_s > hung_up.end_s + 5.0  # the plain client hears the second answer out
+
+
+def test_the_server_probe_counts_its_child_processes_cpu():
+    # The server's ASR decodes run in child processes: a probe of the server
+    # alone would leave them out. The child burns 0.3 s of its own CPU time.
+    import subprocess
+    import sys
+
+    from bench.scale import ProcessProbe
+
+    probe = ProcessProbe(psutil.Process().pid, children=True)
+    probe.start()
+    burn = "import sys, time\nwhile time.process_time() < 0.3: pass\nprint('done', flush=True)\nsys.stdin.read()"
+    child = subprocess.Popen([sys.executable, "-c", burn], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout.readline() == "done\n"
+        probe.sample()
+        assert probe.children_cpu_s() >= 0.25  # psutil reads whole clock ticks
+        assert probe.cpu_s() >= probe.children_cpu_s()
+    finally:
+        child.communicate("")

@@ -275,8 +275,8 @@ class AsrProcesses:
                 except BrokenProcessPool as exc:
                     log.warning("ASR worker process %s died during a decode (%s); replacing it", worker.pid, exc)
                     self._retire(worker, respawn=True)
-                    if attempt == 2:
-                        return JobFailed(job.job_id, "transcribe engine failed: its worker process died twice")
+                    if attempt == 2 or self._closed:
+                        return JobFailed(job.job_id, "transcribe engine failed: its worker process died")
                     worker = await self._acquire(deadline)
                     continue
                 except BaseException:  # timed out, or the session's task was cancelled

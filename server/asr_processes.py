@@ -14,12 +14,15 @@ method (``fork`` would copy a process that has threads, whose locks may be
 held mid-fork; ``spawn`` starts a clean interpreter the same way on every
 OS). Each worker lowers its own OS priority (``os.nice``, so the server's
 audio path wins the cores), loads the default engine and decodes a second of
-noise once before it takes any job. The parent hands a job to an *idle*
-worker only, one at a time, so it knows which process runs what: it times
-the queue wait itself (``metrics.TimedJob``), drops the job of a session that
-closed while it waited, and can kill and replace the one worker whose decode
-hangs without touching the others (a Python process pool cannot cancel a
-running call; killing the process is the only way to get the core back).
+noise once before it takes any job. The server keeps the queue of waiting
+jobs itself and hands a job to an *idle* worker only, so it knows which
+process runs what: it times the queue wait (``metrics.TimedJob``), drops the
+job of a session that closed while it waited, and can kill and replace the
+one worker whose decode hangs without touching the others (a Python process
+pool cannot cancel a running call; killing the process is the only way to
+get the core back). The next job goes to a worker from the pool's own
+result thread, as soon as the worker is free: a busy event loop (the state
+in which decodes pile up) never leaves a worker idle while jobs wait.
 
 What crosses the boundary: the job with its PCM and an :class:`AsrSpec`
 (engine name and options) instead of the engine object; each worker builds
@@ -39,6 +42,7 @@ import os
 import signal
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -100,6 +104,24 @@ class _Worker:
     ready: bool = False
 
 
+@dataclass(eq=False)
+class _Job:
+    """A transcribe job on its way through the pool (guarded by the pool's lock)."""
+
+    spec: AsrSpec
+    session_id: str
+    job: TranscribeJob  # engine None: rebuilt in the worker from ``spec``
+    is_open: Callable[[], bool]
+    timed: metrics.TimedJob
+    loop: asyncio.AbstractEventLoop
+    waiter: asyncio.Future
+    attempts: int = 0
+    dropped: bool = False  # the caller gave up: never start it, nobody reads its result
+    worker: _Worker | None = None
+    started: float | None = None  # time.monotonic() when a worker took it
+    future: Future | None = None
+
+
 def _worker_pid(executor: ProcessPoolExecutor) -> int | None:
     # Private, but the only handle on the process before it answers (Python <= 3.13
     # has no public way to kill a pool's workers; 3.14 adds kill_workers()).
@@ -107,8 +129,13 @@ def _worker_pid(executor: ProcessPoolExecutor) -> int | None:
     return next(iter(processes), None)
 
 
+def _settle(waiter: asyncio.Future, value: JobResult | None) -> None:
+    if not waiter.done():
+        waiter.set_result(value)
+
+
 class AsrProcesses:
-    """``await processes.transcribe(job, spec, ...)``: the decode in an idle worker process.
+    """``await processes.transcribe(job, spec, ...)``: the decode in a worker process.
 
     ``processes``: how many workers (>= 1). ``nice``: nice steps below the
     server for each worker (0-19). ``cpu_threads``: the threads each worker's
@@ -131,20 +158,22 @@ class AsrProcesses:
         self.warm = None if warm is None else warm.with_options(cpu_threads=self.cpu_threads)
         self.replaced = 0  # workers killed or lost and started again (for /health and tests)
         self.decodes = 0  # jobs that came back from a worker
+        # Reentrant: a job's done callback may run at once, inside submit, under the lock.
+        self._lock = threading.RLock()
         self._workers: set[_Worker] = set()
-        self._idle: asyncio.Queue[_Worker] | None = None
+        self._idle: list[_Worker] = []
+        self._queue: deque[_Job] = deque()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._tasks: set[asyncio.Task] = set()
         self._threads_option: dict[type, bool] = {}
         self._closed = False
         self._retired: list[_Worker] = []  # killed; reaped by close()
 
-    # -- life cycle
+    # -- life cycle (on the event loop)
 
     def start(self) -> None:
         """Start the workers; they warm up in the background. Call on the server's event loop."""
         self._loop = asyncio.get_running_loop()
-        self._idle = asyncio.Queue()
         for _ in range(self.processes):
             self._spawn()
 
@@ -153,6 +182,10 @@ class AsrProcesses:
         self._closed = True
         for worker in list(self._workers):
             self._retire(worker, respawn=False)
+        with self._lock:
+            waiting, self._queue = list(self._queue), deque()
+        for job in waiting:
+            _settle(job.waiter, JobFailed(job.job.job_id, "transcribe engine failed: the server is stopping"))
         for worker in self._retired:
             # Killed: this is quick. The server reaps its own children (no zombie
             # outlives it) and the executors free their queues before exit.
@@ -161,16 +194,16 @@ class AsrProcesses:
 
     def pids(self) -> list[int]:
         """Process ids of the workers alive now (started, warming or serving)."""
-        return sorted(w.pid for w in self._workers if w.pid is not None)
+        return sorted(w.pid for w in list(self._workers) if w.pid is not None)
 
     def ready(self) -> int:
         """How many workers have warmed up and serve."""
-        return sum(w.ready for w in self._workers)
+        return sum(w.ready for w in list(self._workers))
 
     def health(self) -> dict[str, object]:
         """What ``/health`` shows of the workers."""
         return {"pids": self.pids(), "ready": self.ready(), "nice": self.nice, "cpu_threads": self.cpu_threads,
-                "decodes": self.decodes, "replaced": self.replaced}
+                "decodes": self.decodes, "replaced": self.replaced, "queued": len(self._queue)}
 
     def available(self) -> bool:
         """False when closed or every worker failed: callers decode in threads instead."""
@@ -185,7 +218,8 @@ class AsrProcesses:
         worker = _Worker(executor)
         warming = executor.submit(_warm, self.warm)  # starts the process
         worker.pid = _worker_pid(executor)
-        self._workers.add(worker)
+        with self._lock:
+            self._workers.add(worker)
         task = self._loop.create_task(self._warm_up(worker, warming))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -202,13 +236,16 @@ class AsrProcesses:
             worker.ready = True
             log.info("ASR worker process %d ready in %.1f s (nice +%d, %d decode threads)", worker.pid,
                      time.monotonic() - worker.started, self.nice, self.cpu_threads)
-            self._release(worker)
+            self._offer(worker)
 
     def _retire(self, worker: _Worker, *, respawn: bool) -> None:
-        if worker not in self._workers:
-            return
-        self._workers.discard(worker)
-        self._retired.append(worker)
+        with self._lock:
+            if worker not in self._workers:
+                return
+            self._workers.discard(worker)
+            if worker in self._idle:
+                self._idle.remove(worker)
+            self._retired.append(worker)
         pid = _worker_pid(worker.executor) or worker.pid
         if pid is not None:
             try:
@@ -220,11 +257,69 @@ class AsrProcesses:
             self.replaced += 1
             self._spawn()
 
-    def _release(self, worker: _Worker) -> None:
-        if worker in self._workers and self._idle is not None:
-            self._idle.put_nowait(worker)
+    # -- dispatch (any thread, under the lock)
 
-    # -- jobs
+    def _offer(self, worker: _Worker) -> None:
+        """``worker`` is free: give it the next waiting job, or keep it idle."""
+        with self._lock:
+            if worker not in self._workers:
+                return
+            while self._queue:
+                job = self._queue.popleft()
+                if job.dropped:
+                    continue
+                if not job.is_open():  # the session closed while its job waited
+                    job.loop.call_soon_threadsafe(_settle, job.waiter, None)
+                    continue
+                self._start(worker, job)
+                return
+            self._idle.append(worker)
+
+    def _start(self, worker: _Worker, job: _Job) -> None:
+        job.worker, job.started = worker, time.monotonic()
+        begun = job.timed.begin()
+        try:
+            future = worker.executor.submit(_transcribe, job.spec, job.session_id, job.job)
+        except (BrokenProcessPool, RuntimeError):  # the worker died while idle
+            job.timed.end(begun)
+            job.loop.call_soon_threadsafe(self._on_broken, worker, job)
+            return
+        job.future = future
+        future.add_done_callback(lambda done: self._finished(worker, job, done, begun))
+
+    def _finished(self, worker: _Worker, job: _Job, done: Future, begun: float) -> None:
+        # In the executor's result thread: hand the worker its next job at once.
+        job.timed.end(begun)
+        error = None if done.cancelled() else done.exception()
+        if done.cancelled() or isinstance(error, BrokenProcessPool):  # cancelled: its executor was retired
+            job.loop.call_soon_threadsafe(self._on_broken, worker, job)
+            return
+        result = done.result() if error is None else JobFailed(
+            job.job.job_id, f"transcribe engine failed in its worker process: {type(error).__name__}: {error}")
+        with self._lock:
+            self.decodes += 1
+        job.loop.call_soon_threadsafe(_settle, job.waiter, result)
+        self._offer(worker)
+
+    def _on_broken(self, worker: _Worker, job: _Job) -> None:
+        """On the loop: the worker died under ``job``; replace it and try the job once more."""
+        if worker in self._workers:
+            log.warning("ASR worker process %s died; replacing it", worker.pid)
+        self._retire(worker, respawn=True)
+        job.attempts += 1
+        if job.dropped or job.waiter.done():
+            return
+        if job.attempts >= 2 or self._closed:
+            _settle(job.waiter, JobFailed(job.job.job_id, "transcribe engine failed: its worker process died"))
+            return
+        with self._lock:
+            job.worker = job.started = job.future = None
+            self._queue.appendleft(job)
+            idle = self._idle.pop() if self._idle else None
+        if idle is not None:
+            self._offer(idle)
+
+    # -- jobs (on the event loop)
 
     def spec_for(self, engine: AsrEngine) -> AsrSpec | None:
         """The spec a worker rebuilds ``engine`` from (None: run it in a thread).
@@ -240,14 +335,6 @@ class AsrProcesses:
             self._threads_option[type(engine)] = takes_threads
         return spec.with_options(cpu_threads=self.cpu_threads) if takes_threads else spec
 
-    async def _acquire(self, deadline: float) -> _Worker:
-        assert self._idle is not None
-        async with asyncio.timeout_at(deadline):
-            while True:
-                worker = await self._idle.get()
-                if worker in self._workers:  # not one retired while it sat in the queue
-                    return worker
-
     async def transcribe(self, job: TranscribeJob, spec: AsrSpec, *, timed: metrics.TimedJob, timeout_s: float,
                          is_open: Callable[[], bool], session_id: str) -> JobResult | None:
         """Run ``job`` (its engine rebuilt from ``spec``) in a worker; None when the session closed first.
@@ -255,54 +342,27 @@ class AsrProcesses:
         Raises TimeoutError after ``timeout_s`` (waiting for a worker included);
         the result is dropped then, and a worker still decoding ``timeout_s``
         after it started is killed and replaced. A worker that dies (killed,
-        crashed) is replaced and the job tried once more on another.
+        crashed) is replaced and the job tried once more.
         """
         assert self._loop is not None, "start() first"
-        deadline = self._loop.time() + timeout_s
-        remote = replace(job, engine=None)  # the engine is rebuilt there, from the spec
-        worker = await self._acquire(deadline)
-        if not is_open():
-            self._release(worker)
-            return None
-        with timed.running():
-            for attempt in (1, 2):
-                kill_at = self._loop.time() + timeout_s
-                future: Future | None = None
-                try:
-                    future = worker.executor.submit(_transcribe, spec, session_id, remote)
-                    async with asyncio.timeout_at(deadline):
-                        result = await asyncio.wrap_future(future)
-                except BrokenProcessPool as exc:
-                    log.warning("ASR worker process %s died during a decode (%s); replacing it", worker.pid, exc)
-                    self._retire(worker, respawn=True)
-                    if attempt == 2 or self._closed:
-                        return JobFailed(job.job_id, "transcribe engine failed: its worker process died")
-                    worker = await self._acquire(deadline)
-                    continue
-                except BaseException:  # timed out, or the session's task was cancelled
-                    if future is None:
-                        self._release(worker)
-                    else:
-                        self._reclaim(worker, future, kill_at)
-                    raise
-                self._release(worker)
-                self.decodes += 1
-                return result
-        raise AssertionError("unreachable")
-
-    def _reclaim(self, worker: _Worker, future: Future, kill_at: float) -> None:
-        """The caller gave up on ``future``: take the worker back when it finishes, kill it if it hangs."""
-        loop = self._loop
-        assert loop is not None
-
-        def finished(done: Future) -> None:
-            if not done.cancelled() and isinstance(done.exception(), BrokenProcessPool):
-                self._retire(worker, respawn=True)
-            else:
-                self._release(worker)
-
-        future.add_done_callback(lambda done: loop.call_soon_threadsafe(finished, done))
-        loop.call_at(kill_at, self._kill_if_running, worker, future)
+        entry = _Job(spec, session_id, replace(job, engine=None), is_open, timed, self._loop, self._loop.create_future())
+        with self._lock:
+            self._queue.append(entry)
+            idle = self._idle.pop() if self._idle else None
+        if idle is not None:
+            self._offer(idle)
+        try:
+            async with asyncio.timeout(timeout_s):
+                # Shielded: the pool settles the waiter whatever happens to this task.
+                return await asyncio.shield(entry.waiter)
+        except BaseException:  # timed out, or the session's task was cancelled
+            with self._lock:
+                entry.dropped = True
+                worker, started, future = entry.worker, entry.started, entry.future
+            if future is not None and not future.done() and worker is not None and started is not None:
+                self._loop.call_later(max(0.0, started + timeout_s - time.monotonic()),
+                                      self._kill_if_running, worker, future)
+            raise
 
     def _kill_if_running(self, worker: _Worker, future: Future) -> None:
         if not future.done() and worker in self._workers:

@@ -10,6 +10,7 @@ overhead, engine queue wait) and the process's (CPU and RSS from ``psutil``).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import time
 from dataclasses import dataclass, field
@@ -43,26 +44,66 @@ class Level:
 
 
 class ProcessProbe:
-    """CPU seconds and peak RSS of a process over a stretch of time (``psutil``)."""
+    """CPU seconds and peak RSS of a process over a stretch of time (``psutil``).
 
-    def __init__(self, pid: int) -> None:
+    ``children``: count its child processes too (the server's ASR workers,
+    server/asr_processes.py), found at each reading; a child's CPU counts up
+    to its last reading if it exits in between.
+    """
+
+    def __init__(self, pid: int, *, children: bool = False) -> None:
         self.proc = psutil.Process(pid)
+        self.children = children
         self.peak_rss = 0
         self._cpu0 = 0.0
+        self._children_cpu0 = 0.0
+        self._known: dict[int, psutil.Process] = {}
+        self._child_cpu: dict[int, float] = {}
 
-    def _cpu(self) -> float:
+    def _alive_children(self) -> list[psutil.Process]:
+        if not self.children:
+            return []
+        for child in self.proc.children(recursive=True):
+            self._known.setdefault(child.pid, child)
+        alive = []
+        for pid, child in self._known.items():
+            try:
+                t = child.cpu_times()
+            except psutil.NoSuchProcess:
+                continue
+            self._child_cpu[pid] = t.user + t.system
+            alive.append(child)
+        return alive
+
+    def _own_cpu(self) -> float:
         t = self.proc.cpu_times()
         return t.user + t.system
 
+    def _children_cpu(self) -> float:
+        self._alive_children()
+        return sum(self._child_cpu.values())
+
+    def _rss(self) -> int:
+        rss = self.proc.memory_info().rss
+        for child in self._alive_children():
+            with contextlib.suppress(psutil.NoSuchProcess):
+                rss += child.memory_info().rss
+        return rss
+
     def start(self) -> None:
-        self._cpu0 = self._cpu()
-        self.peak_rss = self.proc.memory_info().rss
+        self._cpu0, self._children_cpu0 = self._own_cpu(), self._children_cpu()
+        self.peak_rss = self._rss()
 
     def sample(self) -> None:
-        self.peak_rss = max(self.peak_rss, self.proc.memory_info().rss)
+        self.peak_rss = max(self.peak_rss, self._rss())
 
     def cpu_s(self) -> float:
-        return self._cpu() - self._cpu0
+        """CPU seconds since :meth:`start`, children included."""
+        return self._own_cpu() - self._cpu0 + self.children_cpu_s()
+
+    def children_cpu_s(self) -> float:
+        """The children's share of :meth:`cpu_s`."""
+        return self._children_cpu() - self._children_cpu0
 
 
 async def _scrape(http: httpx.AsyncClient) -> promstats.Scrape | None:
@@ -98,7 +139,7 @@ async def run_level(base: str, account: str, project: str, config: Any, n: int, 
     ``duration_s`` has passed since the level started.
     """
     rng = random.Random(seed + n)
-    server, bench = ProcessProbe(server_pid), ProcessProbe(psutil.Process().pid)
+    server, bench = ProcessProbe(server_pid, children=True), ProcessProbe(psutil.Process().pid)
     async with httpx.AsyncClient(base_url=base, timeout=60.0) as http:
         before = await _scrape(http)
         server.start()
@@ -128,6 +169,7 @@ async def run_level(base: str, account: str, project: str, config: Any, n: int, 
         wall = time.monotonic() - start
         sampler.cancel()
         server.sample()
+        workers_cpu = server.children_cpu_s()
         server_cpu, bench_cpu = server.cpu_s(), bench.cpu_s()
         left_open = await _wait_idle(http)
         after = await _scrape(http)
@@ -136,6 +178,7 @@ async def run_level(base: str, account: str, project: str, config: Any, n: int, 
         level, before or {}, after or {}, server_cpu, bench_cpu, server.peak_rss - idle_rss, server.peak_rss, left_open
     )
     level.summary["metrics_scraped"] = before is not None and after is not None
+    level.summary["server_workers_cpu_pct"] = round(100 * workers_cpu / wall, 1)
     return level
 
 

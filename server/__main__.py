@@ -10,7 +10,7 @@ from pathlib import Path
 
 import uvicorn
 
-from server import LISTENING_PREFIX, logcontext, warmup
+from server import LISTENING_PREFIX, asr_processes, logcontext, warmup
 from server.app import ServerSettings, create_app
 from server.limits import ENV_PREFIX, limits_from
 from server.security import (
@@ -27,6 +27,8 @@ from server.security import (
 
 #: Environment variable with comma-separated API keys (an allow-list, like --api-key-file).
 KEYS_ENV = "REFINERY_API_KEYS"
+#: ``--asr-processes`` default, measured on 2 cores (docs/bench.md).
+DEFAULT_ASR_PROCESSES = 1
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -79,6 +81,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="load and run the engines of this project config at start, in the background, so the "
                         "first caller does not wait for model loading (default: the tutorial config)")
     parser.add_argument("--no-warm-up", action="store_true", help="do not warm engines at start")
+    parser.add_argument("--asr-processes", type=int, default=DEFAULT_ASR_PROCESSES, metavar="N",
+                        help="decode speech (Whisper) in N worker processes, so decodes use every core and never "
+                        "hold up the audio path; 0 decodes in threads of the server process "
+                        f"(default: {DEFAULT_ASR_PROCESSES}; measured in docs/bench.md)")
+    parser.add_argument("--asr-process-nice", type=int, default=asr_processes.DEFAULT_NICE, metavar="N",
+                        help="run those workers N nice steps below the server, 0-19, so the audio path wins "
+                        f"the cores (default: {asr_processes.DEFAULT_NICE})")
     return parser.parse_args(argv)
 
 
@@ -90,6 +99,10 @@ def settings_from_args(args: argparse.Namespace) -> ServerSettings:
         keys.extend(read_key_file(args.api_key_file))
     if problem := binding_problem(args.host, args.allow_remote):
         raise ValueError(problem)
+    if args.asr_processes < 0:
+        raise ValueError(f"--asr-processes {args.asr_processes}: use 0 (decode in threads) or more")
+    if not 0 <= args.asr_process_nice <= 19:
+        raise ValueError(f"--asr-process-nice {args.asr_process_nice} is out of range: use 0 to 19")
     if args.allow_host:
         hosts: tuple[str, ...] | None = None if "*" in args.allow_host else tuple(h.lower() for h in args.allow_host)
     else:
@@ -106,6 +119,8 @@ def settings_from_args(args: argparse.Namespace) -> ServerSettings:
         admin_remote=args.admin_remote,
         record_dir=args.record,
         speculative_finals=args.speculative_finals,
+        asr_processes=args.asr_processes,
+        asr_process_nice=args.asr_process_nice,
     )
 
 

@@ -4,6 +4,7 @@ realtime WebSocket route (handled in :mod:`server.realtime`)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import threading
@@ -20,6 +21,7 @@ from starlette.routing import Route, WebSocketRoute
 
 from server import __version__, metrics
 from server.admin import admin_routes
+from server.asr_processes import DEFAULT_NICE, AsrProcesses
 from server.bounded import load_json_bounded
 from server.config import ConfigError, ConfigIssue, load_project_config
 from server.engines import engine_name_issues
@@ -61,6 +63,10 @@ class ServerSettings:
     #: Decode final transcripts speculatively during the end-of-turn silence
     #: (``Session.speculative_finals``, docs/asr.md).
     speculative_finals: bool = True
+    #: Worker processes for ASR decodes (server/asr_processes.py); 0 decodes in threads.
+    asr_processes: int = 0
+    #: Nice steps below the server for those workers.
+    asr_process_nice: int = DEFAULT_NICE
 
 
 def _problem(status: int, code: str, message: str, **extra: Any) -> JSONResponse:
@@ -131,6 +137,7 @@ def create_app(settings: ServerSettings) -> Starlette:
     projects = ProjectStore(settings.data_dir, limits)
     histories = HistoryStore(settings.data_dir)
     registry = SessionRegistry(limits.max_sessions, limits.max_sessions_per_project)
+    asr_processes = AsrProcesses(settings.asr_processes, nice=settings.asr_process_nice) if settings.asr_processes else None
 
     def guard(request: Request) -> JSONResponse | None:
         reason = check_key(settings, request.headers)
@@ -209,6 +216,7 @@ def create_app(settings: ServerSettings) -> Starlette:
         return JSONResponse({
             "status": "ok", "version": __version__, "sessions": registry.count(),
             "tasks": len(asyncio.all_tasks()), "threads": threading.active_count(), "limits": limits.as_dict(),
+            "asr_processes": None if asr_processes is None else asr_processes.health(),
         })
 
     async def list_sessions(request: Request) -> JSONResponse:
@@ -225,7 +233,7 @@ def create_app(settings: ServerSettings) -> Starlette:
 
     journals = JournalStore()
     faults = FaultStore()
-    realtime = RealtimeEndpoint(settings, projects, histories, registry, check_key, journals, faults)
+    realtime = RealtimeEndpoint(settings, projects, histories, registry, check_key, journals, faults, asr_processes)
     routes = [
         Route("/authentication/validate", validate_key, methods=["POST"]),
         Route("/distiller/create", create_project, methods=["POST"]),
@@ -243,9 +251,23 @@ def create_app(settings: ServerSettings) -> Starlette:
     if settings.allowed_hosts is not None:
         # Starlette's own Host check (HTTP and WebSocket): 400 for any other name.
         middleware.append(Middleware(TrustedHostMiddleware, allowed_hosts=list(settings.allowed_hosts), www_redirect=False))
-    app = Starlette(routes=routes, middleware=middleware)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: Starlette):
+        # Workers start (and warm) with the server, and are killed when it stops:
+        # none outlives it, and a hung one cannot hold up the exit.
+        if asr_processes is not None:
+            asr_processes.start()
+        try:
+            yield
+        finally:
+            if asr_processes is not None:
+                asr_processes.close()
+
+    app = Starlette(routes=routes, middleware=middleware, lifespan=lifespan)
     app.state.settings = settings
     app.state.registry = registry
     app.state.journals = journals
     app.state.faults = faults
+    app.state.asr_processes = asr_processes
     return app

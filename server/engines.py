@@ -32,6 +32,15 @@ log = logging.getLogger(__name__)
 WARM_UP_TEXT = "Ready when you are."
 
 
+def warm_up_noise(sample_rate: int = 16000) -> bytes:
+    """One second of seeded noise at -26 dBFS, 16-bit PCM: a recogniser's warm-up input.
+
+    The recogniser skips silence undecoded, so a warm-up needs sound; this
+    stands in where no synthesized speech is at hand.
+    """
+    return np.random.default_rng(0).normal(0, 1600, sample_rate).astype("<i2").tobytes()
+
+
 @dataclass
 class EngineSet:
     brain: Brain
@@ -82,9 +91,7 @@ class EngineSet:
             tts.get_tts_engine(voice.engine).synthesize(WARM_UP_TEXT, voice, rate)
             for voice in dict.fromkeys(self.voices.values())
         ]
-        # The recogniser skips silence undecoded: give it speech, or noise at -26 dBFS
-        # when no agent speaks.
-        speech = spoken[-1] if spoken else np.random.default_rng(0).normal(0, 1600, rate).astype("<i2").tobytes()
+        speech = spoken[-1] if spoken else warm_up_noise(rate)
         prime = getattr(self.asr, "prime", None) if light_asr else None
         if prime is not None:
             prime(speech, rate)

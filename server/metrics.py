@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import threading
 import weakref
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -191,15 +193,30 @@ class TimedJob:
         return first
 
     def __call__(self) -> Any:
+        with self.running():
+            return self.fn(self.job)
+
+    @contextmanager
+    def running(self) -> Iterator[None]:
+        """The job runs inside."""
+        start = self.begin()
+        try:
+            yield
+        finally:
+            self.end(start)
+
+    def begin(self) -> float:
+        """The job starts now (somewhere else: a worker process); returns the start for :meth:`end`."""
         start = self.clock()
         self._take()
         JOBS_RUNNING.inc()
         JOB_WAIT.labels(self.kind).observe(start - self.submitted)
-        try:
-            return self.fn(self.job)
-        finally:
-            JOBS_RUNNING.dec()
-            JOB_RUN.labels(self.kind).observe(self.clock() - start)
+        return start
+
+    def end(self, start: float) -> None:
+        """The job that :meth:`begin` started is over (any thread)."""
+        JOBS_RUNNING.dec()
+        JOB_RUN.labels(self.kind).observe(self.clock() - start)
 
     def abandon(self) -> None:
         """The job is over (ran, or will never run): take it off the gauges (idempotent)."""

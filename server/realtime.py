@@ -3,7 +3,9 @@ and drives the session on the wall clock.
 
 Everything that decides anything lives in the session; this module parses
 frames, stamps them with the monotonic clock, runs the session's jobs in worker
-threads and sends what the session returns, in order, from one sender task.
+threads (ASR decodes in worker processes when the server has them,
+:mod:`server.asr_processes`) and sends what the session returns, in order,
+from one sender task.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 from server import logcontext, metrics
 from server import protocol as proto
 from server.config import load_project_config
+from server.asr_processes import AsrProcesses
 from server.engine_pool import EnginePool
 from server.engines import build_engines
 from server.faults import FaultPlan, FaultStore, JobFault
@@ -125,8 +128,10 @@ class RealtimeEndpoint:
     """ASGI endpoint of ``/distiller/realtime/{account}/{project}/{uuid}``."""
 
     def __init__(self, settings, projects: ProjectStore, histories: HistoryStore, registry: SessionRegistry, check_key: Callable,
-                 journals: JournalStore | None = None, faults: FaultStore | None = None) -> None:
+                 journals: JournalStore | None = None, faults: FaultStore | None = None,
+                 asr_processes: AsrProcesses | None = None) -> None:
         self.settings = settings
+        self.asr_processes = asr_processes
         self.journals = journals
         self.faults = faults
         self.projects = projects
@@ -190,6 +195,7 @@ class RealtimeEndpoint:
         connection = SessionConnection(
             websocket, session, self.histories, self.settings.ping_interval_s, limits=limits,
             on_close=lambda: self.registry.remove(session.session_id), journal=journal, faults=plan, recorder=recorder,
+            asr_processes=self.asr_processes,
         )
         self.connections.add(connection)
         try:
@@ -274,8 +280,10 @@ class SessionConnection:
         journal: Journal | None = None,
         faults: FaultPlan | None = None,
         recorder: SessionRecorder | None = None,
+        asr_processes: AsrProcesses | None = None,
     ) -> None:
         self.ws = websocket
+        self.asr_processes = asr_processes
         self.limits = limits
         self.on_close = on_close
         self.journal = journal
@@ -353,8 +361,13 @@ class SessionConnection:
         # Timed for the metrics; run in a copy of this task's context so the
         # engine's log lines carry the session id.
         timed = metrics.TimedJob(functools.partial(run_job, fail=fail), job, time.monotonic)
-        call = functools.partial(contextvars.copy_context().run, timed)
         try:
+            processes = self.asr_processes
+            if (fail is None and isinstance(job, TranscribeJob) and processes is not None and processes.available()
+                    and (spec := processes.spec_for(job.engine)) is not None):
+                return await processes.transcribe(job, spec, timed=timed, timeout_s=self.limits.engine_timeout_s,
+                                                  is_open=lambda: not self.closed, session_id=self.session.session_id)
+            call = functools.partial(contextvars.copy_context().run, timed)
             return await _POOL.run(self._run_if_open, call, timeout_s=self.limits.engine_timeout_s)
         except TimeoutError:
             return JobFailed(job.job_id, f"{job.kind} engine timed out after {self.limits.engine_timeout_s:g} s "

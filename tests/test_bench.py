@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import psutil
 import pytest
 
 from bench import promstats
@@ -113,3 +114,24 @@ def test_the_simulator_bench_reads_the_phases_the_simulator_prints():
            "x_real_time_as_waited": 21.7, "x_real_time_runs_only": 46.6, "phases_s": phases}
     table = simulator_table({"headline": row})
     assert "engines s" in table and "python -m simulator --wav w.wav" in table
+
+
+def test_the_server_probe_counts_its_child_processes_cpu():
+    # The server's ASR decodes run in child processes: a probe of the server
+    # alone would leave them out. The child burns 0.3 s of its own CPU time.
+    import subprocess
+    import sys
+
+    from bench.scale import ProcessProbe
+
+    probe = ProcessProbe(psutil.Process().pid, children=True)
+    probe.start()
+    burn = "import sys, time\nwhile time.process_time() < 0.3: pass\nprint('done', flush=True)\nsys.stdin.read()"
+    child = subprocess.Popen([sys.executable, "-c", burn], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout.readline() == "done\n"
+        probe.sample()
+        assert probe.children_cpu_s() >= 0.25  # psutil reads whole clock ticks
+        assert probe.cpu_s() >= probe.children_cpu_s()
+    finally:
+        child.communicate("")

@@ -15,17 +15,20 @@ from __future__ import annotations
 import importlib
 import threading
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from server.asr.base import AsrEngine
 
 __all__ = [
     "AsrEngine",
+    "AsrSpec",
     "DEFAULT_ASR_ENGINE",
     "MODEL_TO_ENGINE",
     "UnknownAsrEngineError",
     "available_asr_engines",
     "engine_for_model",
+    "engine_spec",
     "get_asr_engine",
     "register_asr_engine",
 ]
@@ -112,6 +115,45 @@ def get_asr_engine(name: str, **options: Any) -> AsrEngine:
         return engine
 
 
+@dataclass(frozen=True)
+class AsrSpec:
+    """What rebuilds an engine in another process: a built-in engine's name and its options.
+
+    Picklable (plain names and values), so a worker process
+    (:mod:`server.asr_processes`) builds its own copy with :meth:`build`.
+    """
+
+    name: str
+    options: tuple[tuple[str, Any], ...] = ()
+
+    def build(self) -> AsrEngine:
+        """This process's shared engine for the spec (loads the model on first use)."""
+        return get_asr_engine(self.name, **dict(self.options))
+
+    def with_options(self, **extra: Any) -> "AsrSpec":
+        """The same spec with ``extra`` options added (replacing same-named ones)."""
+        return AsrSpec(self.name, _options_key({**dict(self.options), **extra}))
+
+
+def engine_spec(engine: AsrEngine) -> AsrSpec | None:
+    """The spec this registry built ``engine`` from, when a fresh process can rebuild it.
+
+    None for an engine another process cannot reproduce or share the work of:
+    one built by a factory registered at run time (a fresh process only knows
+    the built-in ones), one this registry did not build, and one that keeps
+    state between calls (``engine.stateless`` false or missing: its calls for
+    one utterance must reach the same object).
+    """
+    if not getattr(engine, "stateless", False):
+        return None
+    with _lock:
+        for (name, options), built in _instances.items():
+            if built is engine:
+                builtin = _factories.get(name) is _BUILTIN.get(name)
+                return AsrSpec(name, options) if builtin else None
+    return None
+
+
 def engine_for_model(model: str | None, override: str | None = None) -> str:
     """Name of the local engine that transcribes for cloud model ``model``.
 
@@ -145,3 +187,6 @@ def _lazy(module: str, attr: str) -> AsrFactory:
 register_asr_engine("whisper", _lazy("whisper", "WhisperAsr"))
 register_asr_engine("pocketsphinx", _lazy("pocketsphinx", "PocketSphinxAsr"))
 register_asr_engine("vosk", _lazy("vosk", "VoskAsr"))
+
+#: The factories every fresh process registers on import (what :func:`engine_spec` can rebuild).
+_BUILTIN: dict[str, AsrFactory] = dict(_factories)

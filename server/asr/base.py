@@ -17,6 +17,9 @@ class AsrEngine(Protocol):
     Optional: ``prime(pcm, sample_rate)``, a cheaper one-time warm-up than a
     whole final decode (``EngineSet.warm_up(light_asr=True)`` uses it where an
     engine has it; Whisper does).
+
+    A ``stateless`` engine (below) may also have its calls run in worker
+    processes, each with its own copy (:mod:`server.asr_processes`).
     """
 
     name: str

@@ -229,6 +229,7 @@ class WhisperAsr:
     """
 
     name = "whisper"
+    #: Every call re-decodes the whole utterance: calls may run in any worker process.
     stateless = True
 
     def __init__(

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import uvicorn
 
-from server import LISTENING_PREFIX, logcontext, warmup
+from server import LISTENING_PREFIX, logcontext, priority, warmup
 from server.app import ServerSettings, create_app
 from server.limits import ENV_PREFIX, limits_from
 from server.security import (
@@ -75,6 +75,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="load and run the engines of this project config at start, in the background, so the "
                         "first caller does not wait for model loading (default: the tutorial config)")
     parser.add_argument("--no-warm-up", action="store_true", help="do not warm engines at start")
+    parser.add_argument("--engine-nice", type=int, default=priority.DEFAULT_ENGINE_NICE, metavar="N",
+                        help="run engine threads (ASR, agent, TTS, model loading) N nice steps below the event loop's "
+                        "audio path, 1-19, 0 = same priority; Linux only, ignored elsewhere "
+                        f"(default: {priority.DEFAULT_ENGINE_NICE})")
     return parser.parse_args(argv)
 
 
@@ -84,6 +88,10 @@ def settings_from_args(args: argparse.Namespace) -> ServerSettings:
     keys = [*(args.api_keys or []), *keys_from_env(os.environ.get(KEYS_ENV))]
     if args.api_key_file is not None:
         keys.extend(read_key_file(args.api_key_file))
+    try:
+        priority.check_engine_nice(args.engine_nice)
+    except ValueError as exc:
+        raise ValueError(f"--engine-nice: {exc}") from None
     if problem := binding_problem(args.host, args.allow_remote):
         raise ValueError(problem)
     if args.allow_host:
@@ -112,6 +120,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"python -m server: {exc}", file=sys.stderr)
         return 2
     logcontext.install(args.log_level)
+    # Before any engine thread exists (warm-up, sessions): they are lowered as they start.
+    priority.set_engine_nice(args.engine_nice)
     app = create_app(settings)
     sock = socket.socket(socket.AF_INET6 if ":" in args.host else socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

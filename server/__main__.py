@@ -120,8 +120,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"python -m server: {exc}", file=sys.stderr)
         return 2
     logcontext.install(args.log_level)
-    # Before any engine thread exists (warm-up, sessions): they are lowered as they start.
+    # Before any engine thread exists (warm-up, sessions): they are lowered as
+    # they start, and OpenMP, loaded with the first model, does not spin.
     priority.set_engine_nice(args.engine_nice)
+    priority.passive_openmp()
     app = create_app(settings)
     sock = socket.socket(socket.AF_INET6 if ":" in args.host else socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

@@ -29,13 +29,27 @@ import threading
 
 log = logging.getLogger("refinery.priority")
 
-#: What ``python -m server`` uses (``--engine-nice``): measured in docs/bench.md.
-DEFAULT_ENGINE_NICE = 10
+#: What ``python -m server`` uses (``--engine-nice``): measured in docs/bench.md
+#: (5 and 10 kept the loop equally on time; 10 starved decodes more on a busy box).
+DEFAULT_ENGINE_NICE = 5
 #: Linux's weakest nice value.
 MAX_NICE = 19
 
 _engine_nice = 0
 _base_nice = 0
+
+
+def passive_openmp() -> bool:
+    """Ask OpenMP (CTranslate2's libgomp) to sleep, not spin, between parallel regions.
+
+    libgomp reads ``OMP_WAIT_POLICY`` once, when it is loaded: call this before
+    ctranslate2 is imported. A value the user set is kept. False when
+    ctranslate2 is already loaded (too late). Spinning workers burn CPU the
+    event loop could have; on 2 cores the cost to decode time was not
+    measurable (docs/bench.md).
+    """
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    return "ctranslate2" not in sys.modules
 
 
 def supported() -> bool:

@@ -9,6 +9,8 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -138,3 +140,18 @@ def test_threads_the_engines_create_inherit_the_engine_nice(tmp_path):
 
     pid, nices = _warmed_server_nices(tmp_path / "off", "--engine-nice", "0")
     assert set(nices.values()) == {base}, nices
+
+
+def _fresh(code: str, **env: str) -> list[str]:
+    clean = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env={**clean, **env},
+                         capture_output=True, text=True, timeout=120, check=True)
+    return out.stdout.split()
+
+
+def test_openmp_is_asked_to_sleep_before_ctranslate2_loads():
+    probe = "import os; from server import priority; print(priority.passive_openmp(), os.environ['OMP_WAIT_POLICY'])"
+    assert _fresh(probe) == ["True", "PASSIVE"]
+    assert _fresh(probe, OMP_WAIT_POLICY="ACTIVE") == ["True", "ACTIVE"]  # the user's choice stays
+    too_late = "import ctranslate2, os; from server import priority; print(priority.passive_openmp())"
+    assert _fresh(too_late) == ["False"]

@@ -77,7 +77,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--no-warm-up", action="store_true", help="do not warm engines at start")
     parser.add_argument("--engine-nice", type=int, default=priority.DEFAULT_ENGINE_NICE, metavar="N",
                         help="run engine threads (ASR, agent, TTS, model loading) N nice steps below the event loop's "
-                        "audio path, 1-19, 0 = same priority; Linux only, ignored elsewhere "
+                        "audio path, 0-19 (0: same priority); Linux only, ignored elsewhere "
                         f"(default: {priority.DEFAULT_ENGINE_NICE})")
     return parser.parse_args(argv)
 

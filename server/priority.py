@@ -32,7 +32,7 @@ log = logging.getLogger("refinery.priority")
 #: What ``python -m server`` uses (``--engine-nice``): measured in docs/bench.md
 #: (5 and 10 kept the loop equally on time; 10 starved decodes more on a busy box).
 DEFAULT_ENGINE_NICE = 5
-#: Linux's weakest nice value.
+#: The highest nice (lowest priority) Linux has.
 MAX_NICE = 19
 
 _engine_nice = 0

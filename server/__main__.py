@@ -10,7 +10,7 @@ from pathlib import Path
 
 import uvicorn
 
-from server import LISTENING_PREFIX, asr_processes, logcontext, warmup
+from server import LISTENING_PREFIX, asr_processes, logcontext, priority, warmup
 from server.app import ServerSettings, create_app
 from server.limits import ENV_PREFIX, limits_from
 from server.security import (
@@ -88,6 +88,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--asr-process-nice", type=int, default=asr_processes.DEFAULT_NICE, metavar="N",
                         help="run those workers N nice steps below the server, 0-19, so the audio path wins "
                         f"the cores (default: {asr_processes.DEFAULT_NICE})")
+    parser.add_argument("--engine-nice", type=int, default=priority.DEFAULT_ENGINE_NICE, metavar="N",
+                        help="run engine threads (ASR, agent, TTS, model loading) N nice steps below the event loop's "
+                        "audio path, 0-19 (0: same priority); Linux only, ignored elsewhere "
+                        f"(default: {priority.DEFAULT_ENGINE_NICE})")
     return parser.parse_args(argv)
 
 
@@ -97,6 +101,10 @@ def settings_from_args(args: argparse.Namespace) -> ServerSettings:
     keys = [*(args.api_keys or []), *keys_from_env(os.environ.get(KEYS_ENV))]
     if args.api_key_file is not None:
         keys.extend(read_key_file(args.api_key_file))
+    try:
+        priority.check_engine_nice(args.engine_nice)
+    except ValueError as exc:
+        raise ValueError(f"--engine-nice: {exc}") from None
     if problem := binding_problem(args.host, args.allow_remote):
         raise ValueError(problem)
     if args.asr_processes < 0:
@@ -132,6 +140,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"python -m server: {exc}", file=sys.stderr)
         return 2
     logcontext.install(args.log_level)
+    # Before any engine thread exists (warm-up, sessions): they are lowered as
+    # they start, and OpenMP, loaded with the first model, does not spin.
+    priority.set_engine_nice(args.engine_nice)
+    priority.passive_openmp()
     app = create_app(settings)
     sock = socket.socket(socket.AF_INET6 if ":" in args.host else socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

@@ -25,13 +25,19 @@ class EnginePool:
     waiting for a free worker included); the call's result is then dropped.
     """
 
-    def __init__(self, workers: int = 4, name: str = "refinery-engine") -> None:
+    def __init__(self, workers: int = 4, name: str = "refinery-engine",
+                 initializer: Callable[[], None] | None = None) -> None:
+        """``initializer``: run first in each worker thread (e.g. :func:`server.priority.lower_engine_thread`)."""
         self.workers = workers
         self.name = name
+        self.initializer = initializer
         self._lock = threading.RLock()  # a done callback may run at once, under the lock
-        self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix=name)
+        self._executor = self._new_executor()
         self._stuck = 0  # timed-out calls still running on the current executor
         self.replaced = 0  # executors written off (for /health and tests)
+
+    def _new_executor(self) -> ThreadPoolExecutor:
+        return ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix=self.name, initializer=self.initializer)
 
     def _submit(self, fn: Callable[[T], object], arg: T) -> tuple[Future, ThreadPoolExecutor]:
         with self._lock:
@@ -46,7 +52,7 @@ class EnginePool:
             if self._stuck * 2 < self.workers:
                 future.add_done_callback(lambda _f: self._released(executor))
                 return
-            self._executor = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix=self.name)
+            self._executor = self._new_executor()
             self._stuck = 0
             self.replaced += 1
         # Queued calls of the old executor are dropped; running ones end on their own.

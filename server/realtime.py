@@ -19,12 +19,13 @@ import itertools
 import json
 import logging
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, Iterable
 
 from starlette.responses import JSONResponse
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
-from server import logcontext, metrics
+from server import logcontext, metrics, priority
 from server import protocol as proto
 from server.config import load_project_config
 from server.asr_processes import AsrProcesses
@@ -59,8 +60,12 @@ RECENT_FINAL_DECODES = 8
 #: of them (its registry slot is already free by then).
 CLEANUP_WAIT_S = 1.0
 #: Engine work shares one pool: 2 cores gain nothing from more threads, and
-#: the session's audio path never waits on it.
-_POOL = EnginePool(workers=4)
+#: the session's audio path never waits on it. Its threads run at the engine
+#: nice (server.priority), below the event loop's audio path.
+_POOL = EnginePool(workers=4, initializer=priority.lower_engine_thread)
+#: Sessions open here: building a session's engines may load a model, and the
+#: threads a model creates inherit this thread's nice (server.priority).
+_OPENER = ThreadPoolExecutor(max_workers=4, thread_name_prefix="refinery-open", initializer=priority.lower_engine_thread)
 
 
 class SessionRegistry:
@@ -170,7 +175,8 @@ class RealtimeEndpoint:
             return
         await websocket.accept()
         try:
-            session = await asyncio.to_thread(self._open_session, stored, uuid)
+            call = functools.partial(contextvars.copy_context().run, self._open_session, stored, uuid)
+            session = await asyncio.get_running_loop().run_in_executor(_OPENER, call)
         except Exception as exc:  # any engine that cannot start (a Vosk model missing, ...) ends here
             message = f"cannot start a session for project {name!r}: {exc}"
             log.error(message)

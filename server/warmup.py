@@ -17,6 +17,8 @@ import threading
 import time
 from pathlib import Path
 
+from server import priority
+
 log = logging.getLogger("refinery.warmup")
 
 #: The tutorial config (what most callers run); absent when the package is installed without the repo.
@@ -44,6 +46,8 @@ def start_in_background(config_path: Path, *, brain: str | None = None) -> threa
         return None
 
     def run() -> None:
+        # The models loaded here create their threads from this one: they inherit its nice.
+        priority.lower_engine_thread()
         try:
             log.info("engines of %s warmed up in %.1f s", config_path.name, warm_up(config_path, brain=brain))
         except Exception as exc:  # a broken warm-up must not stop the server: sessions load engines themselves

@@ -107,7 +107,9 @@ def _scale(args: argparse.Namespace, budget_s: float) -> dict[str, Any]:
 
     levels = [int(x) for x in args.levels.split(",") if x.strip()]
     with tempfile.TemporaryDirectory(prefix="bench-server-") as data:
-        with running_server(Path(data), "--max-sessions", str(max(1000, args.max_n * 2)), *args.server_arg,
+        # Every caller uses one project: lift the per-project limit (50 by default) with the server's.
+        most = str(max(1000, args.max_n * 2))
+        with running_server(Path(data), "--max-sessions", most, "--limit", f"max_sessions_per_project={most}", *args.server_arg,
                             log_path=Path(data) / "server.log") as server:
             _log(f"bench: server at {server.url} (pid {server.process.pid}); levels {levels}, {budget_s:.0f} s left")
             scale = asyncio.run(run_scale(

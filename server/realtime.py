@@ -108,6 +108,9 @@ class SessionRegistry:
 
 _session_ids = itertools.count(1)
 _final_decodes: collections.deque[float] = collections.deque(maxlen=RECENT_FINAL_DECODES)
+#: ``speculative_lead_s(_final_decodes)``, kept up to date when a final decode ends
+#: (not recomputed for every audio message).
+_lead_s = SPECULATIVE_LEAD_S
 
 
 def speculative_lead_s(recent_decodes_s: Iterable[float]) -> float:
@@ -382,6 +385,7 @@ class SessionConnection:
             timed.abandon()
 
     async def _run_job(self, job: Job) -> None:
+        global _lead_s  # the process-wide speculative lead, updated when a final decode ends
         started = self.now()
         fault = self.faults.for_job(started, job.kind) if self.faults is not None else JobFault()
         if job.kind == "transcribe":
@@ -393,6 +397,7 @@ class SessionConnection:
             await asyncio.sleep(fault.delay_s)
         if isinstance(job, TranscribeJob) and job.final:
             _final_decodes.append(self.now() - started)
+            _lead_s = speculative_lead_s(_final_decodes)
         if self.journal is not None:
             # Real engine time (queueing included): what a replay uses as this job's latency.
             self.journal.record(self.now(), "job", kind=job.kind, job_id=job.job_id, started_t=round(started, 6),
@@ -474,7 +479,7 @@ class SessionConnection:
             if isinstance(msg, proto.AudioAppend):
                 metrics.INPUT_LAG.observe(self.input_lag.push(t, len(msg.pcm) // 2))
                 self.session.asr_busy = metrics.in_flight("transcribe") >= OPTIONAL_DECODES_MAX_IN_FLIGHT
-                self.session.speculative_lead_s = speculative_lead_s(_final_decodes)
+                self.session.speculative_lead_s = _lead_s
             if self.journal is not None:
                 self.journal.received_message(t, msg)
             if self.recorder is not None:
